@@ -1,0 +1,40 @@
+"""edge: run a trained vision model on a Jetson camera (or any CPU), fast, with numbers to prove it.
+
+    import edge
+    model = edge.load_model()                 # the built-in face detector
+    with edge.open_source("demo://") as source:
+        for frame in source:
+            detections = model(frame.image)   # boxes in source-frame pixels
+
+Attributes are imported on first use, so ``import edge`` stays cheap and needs only numpy and onnx.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_model": "edge.model",
+    "Model": "edge.model",
+    "open_source": "edge.sources",
+    "list_cameras": "edge.sources",
+    "EdgeError": "edge.errors",
+    "Detections": "edge.results",
+    "Classification": "edge.results",
+    "Frame": "edge.results",
+    "EdgeConfig": "edge.config",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

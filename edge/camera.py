@@ -1,0 +1,194 @@
+"""``python -m edge.camera``: run a model on a camera (or any source) and show or save the results.
+
+With no arguments it runs the built-in face detector on the first camera it finds, or on
+``demo://`` (a moving scene made from the shipped samples) when there is none, and says which.
+User mistakes print one line with the fix and exit 2; Ctrl-C stops cleanly with a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+_STARTED_S = time.perf_counter()
+
+from edge.errors import EdgeError  # noqa: E402 - the start time is taken before the imports
+
+EPILOG = """sources: 0 | /dev/video0 | csi://0?width=1280&height=720&fps=30&flip=rotate-180 | rtsp://host/path |
+         video.mp4 | image.jpg | folder/ | gst://<pipeline ending in appsink> | demo://?seed=0
+outputs: out.mp4 | out.avi | frames_%05d.jpg | results.jsonl | - (JSON lines on stdout) | display | none
+examples:
+  python -m edge.camera                                   # default model, camera or demo://
+  python -m edge.camera --source demo:// --headless --max-frames 100 --output out.mp4 --output -
+  python -m edge.camera --model classifier.onnx --task classify --preset imagenet --labels labels.txt
+"""
+
+
+def _floats(text: str) -> List[float]:
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number like 0.0039 or 1/255, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface (flags shared with the rest of edge: --model, --source, --backend, --output)."""
+    parser = argparse.ArgumentParser(prog="python -m edge.camera", description=__doc__.split("\n\n")[0],
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = parser.add_argument_group("run")
+    run.add_argument("--model", help="a .onnx file or a zoo name (default: face_detection_short_range)")
+    run.add_argument("--source", help="where frames come from (default: first camera, else demo://)")
+    run.add_argument("--backend", default="auto", help="auto (default), onnxruntime, onnxruntime-cpu, "
+                     "onnxruntime-cuda, onnxruntime-tensorrt, opencv")
+    run.add_argument("--threads", type=int, help="CPU threads for inference (default: the backend's choice)")
+    run.add_argument("--threshold", type=float, help="minimum score to report (default: from the model)")
+    run.add_argument("--output", action="append", default=[], metavar="SPEC",
+                     help="where results go; repeat for several (see below)")
+    run.add_argument("--headless", action="store_true", help="no window, even where a display exists")
+    run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    run.add_argument("--quiet", action="store_true", help="only errors and the summary")
+    info = parser.add_argument_group("information")
+    info.add_argument("--list-cameras", action="store_true", help="list the cameras found and exit")
+    info.add_argument("--list-backends", action="store_true", help="list backends and whether they run here")
+    cfg = parser.add_argument_group("model facts, for an ONNX file without an edge config")
+    cfg.add_argument("--config", metavar="JSON", help="edge config file (overrides the embedded one)")
+    cfg.add_argument("--task", choices=["detect", "classify"])
+    cfg.add_argument("--labels", metavar="TXT", help="class names, one per line")
+    cfg.add_argument("--preset", choices=["imagenet", "unit", "symmetric", "raw"],
+                     help="normalisation preset: imagenet, unit (x/255), symmetric (x/127.5-1), raw")
+    cfg.add_argument("--color", choices=["RGB", "BGR", "rgb", "bgr"], help="colour order the model expects")
+    cfg.add_argument("--scale", type=_fraction, help="pixel multiplier before mean/std, e.g. 1/255")
+    cfg.add_argument("--mean", type=_floats, help="per-channel mean after scaling, e.g. 0.485,0.456,0.406")
+    cfg.add_argument("--std", type=_floats, help="per-channel std after scaling, e.g. 0.229,0.224,0.225")
+    cfg.add_argument("--resize", choices=["stretch", "letterbox", "center_crop"])
+    return parser
+
+
+def config_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    """Edge config fields given on the command line (None where not given)."""
+    from edge.config import PRESETS
+
+    preprocess: Dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
+    for key in ("color", "scale", "mean", "std", "resize"):
+        value = getattr(args, key)
+        if value is not None:
+            preprocess[key] = value.upper() if key == "color" else value
+    overrides: Dict[str, Any] = {"task": args.task, "preprocess": preprocess or None}
+    if args.labels:
+        overrides["labels"] = read_labels(args.labels)
+    return overrides
+
+
+def read_labels(path: str) -> List[str]:
+    """Class names from a text file, one per line (blank lines ignored)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            labels = [line.strip() for line in handle if line.strip()]
+    except OSError as exc:
+        raise EdgeError(f"cannot read labels file ({exc.strerror})", fix="check the path", where=path) from None
+    if not labels:
+        raise EdgeError("labels file is empty", fix="one class name per line", where=path)
+    return labels
+
+
+def _list_cameras(say: Any) -> int:
+    from edge.sources import list_cameras
+
+    cameras = list_cameras()
+    if not cameras:
+        say("no cameras found (try --source demo://, a video file or an rtsp:// URL)")
+    for camera in cameras:
+        say(f"{camera.uri:<14} {camera.kind:<6} {camera.name}")
+    return 0
+
+
+def _list_backends(say: Any) -> int:
+    from edge.backends import BACKENDS, availability
+
+    for name, reason in availability():
+        status = "available" if reason is None else f"unavailable: {reason}"
+        say(f"{name:<22} {BACKENDS[name].summary}. {status}")
+    return 0
+
+
+def run(args: argparse.Namespace, say: Any) -> int:
+    """Open model, source and sinks, run the pipeline, print the summary."""
+    from edge.model import Model
+    from edge.overlay import Annotator
+    from edge.pipeline import Pipeline
+    from edge.sinks import open_sinks
+    from edge.sources import default_camera, open_source
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise EdgeError(f"--max-frames must be at least 1, got {args.max_frames}", fix="omit it to run until stopped",
+                        where="--max-frames")
+    source_uri = args.source
+    if source_uri is None:
+        source_uri = default_camera()
+        say(f"source: camera {source_uri}" if source_uri else "source: no camera found, running on demo://")
+        source_uri = source_uri or "demo://"
+    report = None if args.quiet else say
+    with Model(args.model, backend=args.backend, threads=args.threads, config=config_overrides(args),
+               config_file=args.config, score_threshold=args.threshold, report=report) as model:
+        if not args.quiet:
+            say(f"model: {model.describe()}")
+        with open_source(source_uri) as source:
+            sinks = open_sinks(args.output, headless=args.headless, fps=getattr(source, "fps", None))
+            if not args.quiet:
+                outputs = ", ".join(type(s).__name__ for s in sinks) or "none (add --output)"
+                say(f"source: {source_uri}; outputs: {outputs}")
+            pipeline = Pipeline(model, source, sinks, annotator=Annotator(), max_frames=args.max_frames,
+                                started_s=_STARTED_S)
+            interrupted = False
+            try:
+                pipeline.run()
+            except KeyboardInterrupt:
+                interrupted = True
+            say(pipeline.summary.text(source_uri))
+    return 130 if interrupted else 0
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point. Returns the exit code: 0 done, 2 user error, 130 stopped by Ctrl-C or SIGTERM."""
+    args = build_parser().parse_args(argv)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        signal.signal(signal.SIGTERM, _sigterm)
+    except ValueError:  # not the main thread (embedded use): keep the default
+        pass
+    try:
+        if args.list_cameras:
+            return _list_cameras(say)
+        if args.list_backends:
+            return _list_backends(say)
+        return run(args, say)
+    except EdgeError as exc:
+        say(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        say("stopped (Ctrl-C) before the first frame")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

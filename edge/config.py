@@ -1,0 +1,281 @@
+"""The edge config: a small versioned JSON document that makes a model explain itself.
+
+It travels inside the ONNX file (one ``metadata_props`` key) or beside a model as a sidecar
+JSON, so that ``python -m edge.camera --model any.onnx`` needs no further flags. Validation
+names the field, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from edge.errors import EdgeError
+
+METADATA_KEY = "edge_config"
+VERSION = 1
+TASKS = ("detect", "classify")
+LAYOUTS = ("NCHW", "NHWC")
+DTYPES = ("float32", "float16", "uint8")
+COLORS = ("RGB", "BGR")
+RESIZE_MODES = ("stretch", "letterbox", "center_crop")
+INTERPOLATIONS = ("linear", "nearest", "area", "cubic")
+
+# Which command-line flag supplies each required fact, for the "missing config" message.
+FLAG_FOR_FIELD = {
+    "task": "--task detect|classify",
+    "preprocess.color": "--color RGB|BGR",
+    "preprocess.scale": "--scale (e.g. 0.00392 for 1/255) or --preset",
+    "preprocess.mean": "--mean R,G,B or --preset",
+    "preprocess.std": "--std R,G,B or --preset",
+    "decoder": "--config decoder.json (a detector needs its decoder parameters)",
+}
+
+# Normalisation presets the CLI offers: value = (pixel * scale - mean) / std.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "imagenet": {"color": "RGB", "scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+    "unit": {"color": "RGB", "scale": 1 / 255, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
+    "symmetric": {"color": "RGB", "scale": 1 / 127.5, "mean": [1.0, 1.0, 1.0], "std": [1.0, 1.0, 1.0]},
+    "raw": {"scale": 1.0, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
+}
+
+
+def _fail(where: str, field: str, expected: str, found: Any) -> EdgeError:
+    return EdgeError(
+        f"edge config field '{field}': expected {expected}, found {found!r}",
+        fix="correct the field in the model's edge config (python -m export onnx --config) or override it",
+        where=where,
+    )
+
+
+def _choice(value: Any, options: Sequence[str], where: str, field: str) -> str:
+    if isinstance(value, str):
+        for option in options:
+            if value.lower() == option.lower():
+                return option
+    raise _fail(where, field, "one of " + ", ".join(options), value)
+
+
+def _number(value: Any, where: str, field: str, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0):
+        raise _fail(where, field, "a positive number" if positive else "a number", value)
+    return float(value)
+
+
+def _triple(value: Any, where: str, field: str, positive: bool = False) -> Tuple[float, float, float]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value] * 3
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise _fail(where, field, "3 numbers (one per colour channel, in the model's colour order)", value)
+    return tuple(_number(v, where, field, positive) for v in value)  # type: ignore[return-value]
+
+
+def _check_keys(section: Mapping[str, Any], allowed: Sequence[str], where: str, prefix: str) -> None:
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise EdgeError(
+            f"edge config has unknown field '{prefix}{unknown[0]}' (valid: {', '.join(allowed)})",
+            fix="fix the spelling or remove the field",
+            where=where,
+        )
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The model's image input: name, shape (batch first), layout and element type."""
+
+    name: str
+    shape: Tuple[Any, ...]
+    layout: str = "NCHW"
+    dtype: str = "float32"
+
+    @property
+    def size_wh(self) -> Tuple[int, int]:
+        """(width, height) in pixels that the model expects."""
+        height, width = (self.shape[2], self.shape[3]) if self.layout == "NCHW" else (self.shape[1], self.shape[2])
+        return int(width), int(height)
+
+    @property
+    def channels(self) -> int:
+        """Colour channels the model expects (1 or 3)."""
+        return int(self.shape[1] if self.layout == "NCHW" else self.shape[3])
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a BGR uint8 frame becomes the model input: value = (pixel * scale - mean) / std."""
+
+    color: str = "RGB"
+    resize: str = "stretch"
+    scale: float = 1.0
+    mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    pad_value: int = 0
+    interpolation: str = "linear"
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """A validated edge config (schema version 1)."""
+
+    task: str
+    input: InputSpec
+    preprocess: PreprocessSpec
+    outputs: Tuple[str, ...]
+    decoder: Dict[str, Any]
+    labels: Optional[Tuple[str, ...]] = None
+    name: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON form, as stored in a model."""
+        pre = self.preprocess
+        data: Dict[str, Any] = {
+            "edge_config": VERSION,
+            "name": self.name,
+            "task": self.task,
+            "input": {"name": self.input.name, "shape": list(self.input.shape),
+                      "layout": self.input.layout, "dtype": self.input.dtype},
+            "preprocess": {"color": pre.color, "resize": pre.resize, "scale": pre.scale, "mean": list(pre.mean),
+                           "std": list(pre.std), "pad_value": pre.pad_value, "interpolation": pre.interpolation},
+            "outputs": list(self.outputs),
+            "decoder": copy.deepcopy(self.decoder),
+        }
+        if self.labels is not None:
+            data["labels"] = list(self.labels)
+        return data
+
+    def to_json(self) -> str:
+        """Deterministic JSON text (sorted keys) for embedding."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "edge config") -> "EdgeConfig":
+        """Validate ``data`` and build the config; EdgeError names the first bad field."""
+        missing = missing_fields(data)
+        if missing:
+            raise missing_config_error(missing, where)
+        if data["edge_config"] != VERSION:
+            raise EdgeError(
+                f"edge config version {data['edge_config']!r} is not supported (this edge reads version {VERSION})",
+                fix="upgrade edge (pip install -U edge) or re-export the model with this version",
+                where=where,
+            )
+        _check_keys(data, ("edge_config", "name", "task", "input", "preprocess", "outputs", "decoder", "labels"),
+                    where, "")
+        return cls(
+            task=_choice(data["task"], TASKS, where, "task"),
+            input=_input_spec(data["input"], where),
+            preprocess=_preprocess_spec(data["preprocess"], where),
+            outputs=_names(data.get("outputs", ()), where, "outputs"),
+            decoder=_decoder(data["decoder"], where),
+            labels=None if data.get("labels") is None else _names(data["labels"], where, "labels"),
+            name=str(data.get("name", "")),
+        )
+
+
+def _names(value: Any, where: str, field: str) -> Tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise _fail(where, field, "a list of strings", value)
+    return tuple(value)
+
+
+def _decoder(value: Any, where: str) -> Dict[str, Any]:
+    if not isinstance(value, Mapping) or not isinstance(value.get("type"), str):
+        raise _fail(where, "decoder", "an object with a 'type' (e.g. 'classify' or 'ssd_anchors')", value)
+    return copy.deepcopy(dict(value))
+
+
+def _input_spec(value: Any, where: str) -> InputSpec:
+    if not isinstance(value, Mapping):
+        raise _fail(where, "input", "an object with name, shape, layout, dtype", value)
+    _check_keys(value, ("name", "shape", "layout", "dtype"), where, "input.")
+    name = value.get("name")
+    if not isinstance(name, str) or not name:
+        raise _fail(where, "input.name", "the input tensor's name", name)
+    layout = _choice(value.get("layout", "NCHW"), LAYOUTS, where, "input.layout")
+    shape = value.get("shape")
+    if not isinstance(shape, (list, tuple)) or len(shape) != 4:
+        raise _fail(where, "input.shape", "4 dimensions (batch first)", shape)
+    for i, dim in enumerate(shape):
+        dynamic_batch = i == 0 and (dim is None or isinstance(dim, str))
+        if not dynamic_batch and (isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0):
+            raise _fail(where, "input.shape", "positive sizes (only the batch may be dynamic)", shape)
+    spec = InputSpec(name, tuple(shape), layout, _choice(value.get("dtype", "float32"), DTYPES, where, "input.dtype"))
+    if spec.channels not in (1, 3):
+        raise _fail(where, "input.layout", f"a layout whose channel axis has 1 or 3 channels for shape {list(shape)}",
+                    layout)
+    return spec
+
+
+def _preprocess_spec(value: Any, where: str) -> PreprocessSpec:
+    if not isinstance(value, Mapping):
+        raise _fail(where, "preprocess", "an object", value)
+    _check_keys(value, ("color", "resize", "scale", "mean", "std", "pad_value", "interpolation"), where, "preprocess.")
+    pad = value.get("pad_value", 0)
+    if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad <= 255:
+        raise _fail(where, "preprocess.pad_value", "an integer 0..255", pad)
+    return PreprocessSpec(
+        color=_choice(value["color"], COLORS, where, "preprocess.color"),
+        resize=_choice(value.get("resize", "stretch"), RESIZE_MODES, where, "preprocess.resize"),
+        scale=_number(value["scale"], where, "preprocess.scale", positive=True),
+        mean=_triple(value["mean"], where, "preprocess.mean"),
+        std=_triple(value["std"], where, "preprocess.std", positive=True),
+        pad_value=pad,
+        interpolation=_choice(value.get("interpolation", "linear"), INTERPOLATIONS, where, "preprocess.interpolation"),
+    )
+
+
+def missing_fields(data: Mapping[str, Any]) -> List[str]:
+    """Required fields absent from a (possibly partial) config dict, as dotted paths."""
+    missing = [f for f in ("task", "input", "decoder") if data.get(f) is None]
+    pre = data.get("preprocess") or {}
+    missing += [f"preprocess.{f}" for f in ("color", "scale", "mean", "std") if pre.get(f) is None]
+    if "edge_config" not in data:
+        missing.insert(0, "edge_config")
+    return missing
+
+
+def missing_config_error(missing: Sequence[str], where: str) -> EdgeError:
+    """The error for a model without (a complete) edge config: lists fields and the flags that supply them."""
+    flags = [FLAG_FOR_FIELD[f] for f in missing if f in FLAG_FOR_FIELD]
+    return EdgeError(
+        f"the model has no complete edge config (missing: {', '.join(missing)})",
+        fix="embed one with python -m export onnx MODEL --config edge.json, put a sidecar JSON beside the model, "
+        f"or pass {'; '.join(dict.fromkeys(flags))}",
+        where=where,
+    )
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Dict[str, Any]:
+    """Deep-merge ``override`` into a copy of ``base``; None values in override are ignored."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def sidecar_path(model_path: Path) -> Path:
+    """Where a model's sidecar config lives: ``model.onnx`` → ``model.json``."""
+    return model_path.with_suffix(".json")
+
+
+def load_json(path: Path, where: Optional[str] = None) -> Dict[str, Any]:
+    """Read a JSON object from ``path`` with a one-line error on bad files."""
+    where = where or str(path)
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EdgeError("config file not found", fix="check the path", where=where) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgeError(f"config file is not valid JSON ({exc})", fix="fix the JSON syntax", where=where) from None
+    if not isinstance(data, dict):
+        raise EdgeError("config file must hold a JSON object", fix="wrap the fields in { }", where=where)
+    return data

@@ -1,0 +1,170 @@
+"""A model ready to run on frames: edge config + preprocessing + backend + decoder.
+
+``Model(path)(frame_bgr)`` returns a result (Detections or Classification) in source-frame
+pixels. The three stages are also exposed one by one (``preprocess``, ``infer``, ``decode``)
+so that the camera pipeline and the benchmarks can time and overlap them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from edge.backends import create_backend
+from edge.config import LAYOUTS, EdgeConfig, load_json, merge, missing_config_error, missing_fields, sidecar_path
+from edge.decoders import build_decoder
+from edge.errors import EdgeError
+from edge.onnxfile import OnnxInfo, read_onnx
+from edge.preprocess import Preprocessor
+from edge.transform import Transform
+from edge.zoo import resolve_model
+
+Result = Any  # Detections | Classification
+
+
+def resolve_config(info: OnnxInfo, overrides: Optional[Mapping[str, Any]] = None,
+                   config_file: Optional[Union[str, Path]] = None) -> EdgeConfig:
+    """The model's edge config: embedded < sidecar JSON < --config file < overrides, completed from the graph."""
+    where = str(info.path)
+    data: Dict[str, Any] = info.embedded_config() or {}
+    sidecar = sidecar_path(info.path)
+    if sidecar.is_file():
+        data = merge(data, load_json(sidecar))
+    if config_file is not None:
+        data = merge(data, load_json(Path(config_file)))
+    data = merge(data, dict(overrides or {}))
+    data = _complete_from_graph(data, info)
+    missing = missing_fields(data)
+    if missing:
+        raise missing_config_error(missing, where)
+    config = EdgeConfig.from_dict(data, where)
+    check_against_graph(config, info)
+    return config
+
+
+def _complete_from_graph(data: Dict[str, Any], info: OnnxInfo) -> Dict[str, Any]:
+    """Fill what the graph itself tells: input name and shape, layout, outputs, default decoder."""
+    data = dict(data)
+    data.setdefault("edge_config", 1)
+    inputs = {i.name: i for i in info.inputs}
+    section = dict(data.get("input") or {})
+    if "name" not in section and len(info.inputs) == 1:
+        section["name"] = info.inputs[0].name
+    spec = inputs.get(section.get("name", ""))
+    if spec is not None:
+        section.setdefault("shape", [d if isinstance(d, int) else None for d in spec.shape])
+        section.setdefault("dtype", spec.dtype.name)
+        if "layout" not in section and len(spec.shape) == 4:
+            section["layout"] = "NHWC" if spec.shape[-1] in (1, 3) and spec.shape[1] not in (1, 3) else "NCHW"
+    if section:
+        data["input"] = section
+    data.setdefault("outputs", [o.name for o in info.outputs])
+    if data.get("task") == "classify" and data.get("decoder") is None:
+        data["decoder"] = {"type": "classify"}
+    return data
+
+
+def check_against_graph(config: EdgeConfig, info: OnnxInfo) -> None:
+    """The config must describe this graph: input name, static dims and dtype, output names."""
+    where = str(info.path)
+    inputs = {i.name: i for i in info.inputs}
+    spec = inputs.get(config.input.name)
+    if spec is None:
+        raise EdgeError(f"the edge config names input '{config.input.name}' but the model's inputs are "
+                        f"{', '.join(inputs) or 'none'}", fix="set input.name in the config", where=where)
+    for declared, configured in zip(spec.shape, config.input.shape):
+        if isinstance(declared, int) and isinstance(configured, int) and declared != configured:
+            raise EdgeError(
+                f"input '{spec.name}' is {list(spec.shape)} in the model but the edge config says "
+                f"{list(config.input.shape)} ({config.input.layout})",
+                fix=f"correct input.shape/layout ({' or '.join(LAYOUTS)}) in the config", where=where)
+    if len(spec.shape) != 4:
+        raise EdgeError(f"input '{spec.name}' has shape {list(spec.shape)}; an image model needs 4 dimensions",
+                        fix="export the model with a batch dimension (N, C, H, W) or (N, H, W, C)", where=where)
+    names = [o.name for o in info.outputs]
+    unknown = [o for o in config.outputs if o not in names]
+    if unknown:
+        raise EdgeError(f"the edge config lists output '{unknown[0]}' but the model's outputs are {', '.join(names)}",
+                        fix="correct 'outputs' in the config", where=where)
+
+
+class Model:
+    """A model file ready to run on BGR frames. Close it (or use ``with``) to free the backend."""
+
+    def __init__(self, model: Optional[Union[str, Path]] = None, *, backend: str = "auto",
+                 threads: Optional[int] = None, config: Optional[Mapping[str, Any]] = None,
+                 config_file: Optional[Union[str, Path]] = None, score_threshold: Optional[float] = None,
+                 backend_options: Optional[Dict[str, Any]] = None,
+                 report: Optional[Callable[[str], None]] = None) -> None:
+        self.path = resolve_model(model)
+        info = read_onnx(self.path)
+        self.info = info
+        self.config = resolve_config(info, config, config_file)
+        where = f"{self.path.name} decoder"
+        labels = list(self.config.labels) if self.config.labels is not None else None
+        self.decoder = build_decoder(self.config.decoder, labels=labels, input_wh=self.config.input.size_wh,
+                                     where=where)
+        self.decoder.check_outputs({o.name: o.shape for o in info.outputs})
+        if score_threshold is not None:
+            if not 0.0 <= score_threshold <= 1.0:
+                raise EdgeError(f"threshold {score_threshold} is outside 0..1", fix="pass e.g. --threshold 0.5",
+                                where="--threshold")
+            self.decoder.score_threshold = float(score_threshold)
+        self.preprocessor = Preprocessor.from_config(self.config)
+        self._input_name = self.config.input.name
+        self.backend = create_backend(self.path, backend, threads=threads, options=backend_options, report=report)
+        self.last_timings_ms: Dict[str, float] = {}
+
+    # The three stages, for pipelines that time or overlap them.
+    def preprocess(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, Transform]:
+        """BGR uint8 frame -> (input tensor, Transform back to the frame). The tensor buffer is reused."""
+        return self.preprocessor(image_bgr)
+
+    def infer(self, tensor: np.ndarray) -> Dict[str, np.ndarray]:
+        """Run the backend on a prepared input tensor; raw outputs by name."""
+        return self.backend.infer({self._input_name: tensor})
+
+    def decode(self, outputs: Dict[str, np.ndarray], transform: Transform) -> Result:
+        """Raw outputs -> Detections or Classification in source-frame pixels."""
+        return self.decoder(outputs, transform)
+
+    def __call__(self, image_bgr: np.ndarray) -> Result:
+        """Preprocess, infer and decode one frame; stage times in ``last_timings_ms``."""
+        t0 = time.perf_counter()
+        tensor, transform = self.preprocessor(image_bgr)
+        t1 = time.perf_counter()
+        outputs = self.backend.infer({self._input_name: tensor})
+        t2 = time.perf_counter()
+        result = self.decoder(outputs, transform)
+        t3 = time.perf_counter()
+        self.last_timings_ms = {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3}
+        return result
+
+    @property
+    def task(self) -> str:
+        """'detect' or 'classify'."""
+        return self.config.task
+
+    def describe(self) -> str:
+        """One line: model, input, backend."""
+        w, h = self.config.input.size_wh
+        return (f"{self.config.name or self.path.stem} ({self.config.task}, {w}x{h} {self.config.preprocess.resize}) "
+                f"on {self.backend.describe()}")
+
+    def close(self) -> None:
+        """Release the backend."""
+        self.backend.close()
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def load_model(model: Optional[Union[str, Path]] = None, **kwargs: Any) -> Model:
+    """Load a model (None: the built-in face detector; a zoo name; or a .onnx path). See :class:`Model`."""
+    return Model(model, **kwargs)

@@ -1,0 +1,163 @@
+"""Reading and writing ONNX files: tensor signatures and the embedded edge config.
+
+Only the ``onnx`` package is needed (a base dependency). Metadata writes merge with the
+existing ``metadata_props``; ``onnx.helper.set_model_props`` would delete them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from edge.config import METADATA_KEY, EdgeConfig
+from edge.errors import EdgeError
+
+PathLike = Union[str, Path]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: name, shape (ints, or str/None for dynamic dims) and numpy dtype."""
+
+    name: str
+    shape: Tuple[Any, ...]
+    dtype: np.dtype
+
+    def is_dynamic(self) -> bool:
+        """Whether any dimension is unknown until run time."""
+        return any(not isinstance(d, int) for d in self.shape)
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    """What ``edge`` needs from an ONNX file without running it."""
+
+    path: Path
+    inputs: Tuple[TensorSpec, ...]
+    outputs: Tuple[TensorSpec, ...]
+    metadata: Dict[str, str]
+    opset: int
+
+    def embedded_config(self) -> Optional[Dict[str, Any]]:
+        """The edge config stored in the file, as a dict, or None."""
+        text = self.metadata.get(METADATA_KEY)
+        if text is None:
+            return None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EdgeError(
+                f"the embedded edge config is not valid JSON ({exc})",
+                fix="re-embed it with python -m export onnx MODEL --config edge.json",
+                where=str(self.path),
+            ) from None
+        if not isinstance(data, dict):
+            raise EdgeError("the embedded edge config is not a JSON object",
+                            fix="re-embed it with python -m export onnx MODEL --config edge.json", where=str(self.path))
+        return data
+
+
+def load_onnx(path: PathLike):  # -> onnx.ModelProto
+    """Load an ONNX model with one-line errors for missing, empty, truncated or non-ONNX files."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        hint = "check the path" if not path.exists() else "give a .onnx file, not a folder"
+        raise EdgeError("model file not found" if not path.exists() else "model path is not a file",
+                        fix=hint + " (python -m edge.camera with no --model uses the built-in face detector)",
+                        where=where)
+    if path.stat().st_size == 0:
+        raise EdgeError("model file is empty", fix="re-export or re-download the model", where=where)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        raise EdgeError(f"not a readable ONNX model ({type(exc).__name__}: {exc})",
+                        fix="the file is truncated or not ONNX: re-export or re-download it", where=where) from None
+    if not model.graph.node or not model.graph.output:
+        raise EdgeError("ONNX file has an empty graph (truncated or not a model)",
+                        fix="re-export or re-download the model", where=where)
+    return model
+
+
+def _tensor_spec(value_info: Any) -> TensorSpec:
+    from onnx import helper
+
+    tensor_type = value_info.type.tensor_type
+    shape = []
+    for dim in tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            shape.append(int(dim.dim_value))
+        else:
+            shape.append(dim.dim_param or None)
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+    return TensorSpec(value_info.name, tuple(shape), dtype)
+
+
+def read_onnx(path: PathLike) -> OnnxInfo:
+    """Signature, metadata and opset of an ONNX file (initializers are not listed as inputs)."""
+    model = load_onnx(path)
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = tuple(_tensor_spec(v) for v in model.graph.input if v.name not in initializers)
+    outputs = tuple(_tensor_spec(v) for v in model.graph.output)
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    metadata = {p.key: p.value for p in model.metadata_props}
+    return OnnxInfo(Path(path), inputs, outputs, metadata, opset)
+
+
+def write_metadata(model: Any, props: Dict[str, str]) -> None:
+    """Set ``props`` in ``model.metadata_props`` in place, keeping every other key."""
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in props.items():
+        if key in existing:
+            existing[key].value = value
+        else:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+
+
+def save_atomic(model: Any, path: PathLike) -> None:
+    """Save an ONNX model through a temporary file, so a crash never leaves half a file."""
+    import onnx
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def canonicalize(model: Any) -> None:
+    """Sort initializers and value_info by name in place, so equal graphs serialise to equal bytes.
+
+    Some converters emit them in set-iteration order, which changes from run to run.
+    """
+    for field in (model.graph.initializer, model.graph.value_info):
+        ordered = sorted(field, key=lambda entry: entry.name)
+        copies = [type(entry)() for entry in ordered]
+        for copy_, entry in zip(copies, ordered):
+            copy_.CopyFrom(entry)
+        del field[:]
+        field.extend(copies)
+
+
+def embed_config(source: PathLike, config: EdgeConfig, destination: Optional[PathLike] = None) -> Path:
+    """Write ``config`` into the ONNX file's metadata (merging), to ``destination`` or in place."""
+    model = load_onnx(source)
+    canonicalize(model)
+    write_metadata(model, {METADATA_KEY: config.to_json()})
+    target = Path(destination or source)
+    save_atomic(model, target)
+    return target

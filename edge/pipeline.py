@@ -1,0 +1,216 @@
+"""The camera pipeline: capture -> preprocess -> infer -> decode -> draw -> sink, overlapped.
+
+Three threads connected by short queues: a capture thread pulls frames from the source, an
+inference thread preprocesses, infers and decodes, and the calling thread draws and writes
+the sinks. Numpy, OpenCV and the backends release the GIL, so the stages run concurrently
+and throughput approaches 1 / (slowest stage). Every stage is timed on every frame.
+
+Stopping (end of input, frame limit, Ctrl-C, lost camera, a closed window) always goes
+through the same path: threads stopped, sinks closed (files finalised), summary returned.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from edge.stats import StageTimes
+
+_END = object()
+_POLL_S = 0.1
+
+
+@dataclass
+class RunSummary:
+    """What a run did: frames, rate, per-stage times and why it stopped."""
+
+    frames: int = 0
+    elapsed_s: float = 0.0
+    ended: str = ""
+    first_result_s: Optional[float] = None
+    dropped: int = 0
+    times: StageTimes = field(default_factory=StageTimes)
+
+    @property
+    def fps(self) -> float:
+        """Frames per second over the whole run."""
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def text(self, source: str = "") -> str:
+        """The multi-line summary printed when the app stops."""
+        head = f"summary: {self.frames} frames in {self.elapsed_s:.2f} s, {self.fps:.1f} FPS"
+        extras = [f"source {source}"] if source else []
+        extras.append(f"ended: {self.ended}")
+        if self.dropped:
+            extras.append(f"{self.dropped} live frames replaced before use")
+        if self.first_result_s is not None:
+            extras.append(f"first result after {self.first_result_s:.2f} s")
+        return head + " (" + "; ".join(extras) + ")\n" + self.times.table()
+
+
+class _Worker(threading.Thread):
+    """A daemon thread whose exception is handed to the main thread instead of printed."""
+
+    def __init__(self, name: str, target: Any) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            self.error = exc
+
+
+def _put(q: "queue.Queue[Any]", item: Any, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: "queue.Queue[Any]", stop: threading.Event, workers: Sequence[_Worker]) -> Any:
+    while True:
+        try:
+            return q.get(timeout=_POLL_S)
+        except queue.Empty:
+            for worker in workers:
+                if worker.error is not None:
+                    raise worker.error
+            if stop.is_set():
+                return _END
+
+
+class Pipeline:
+    """Runs a model over a source into sinks. ``run()`` returns a RunSummary."""
+
+    def __init__(self, model: Any, source: Any, sinks: Sequence[Any], *, annotator: Any = None,
+                 max_frames: Optional[int] = None, started_s: Optional[float] = None) -> None:
+        self.model = model
+        self.source = source
+        self.sinks = list(sinks)
+        self.annotator = annotator
+        self.max_frames = max_frames
+        self.started_s = started_s if started_s is not None else time.perf_counter()
+        self._stop = threading.Event()
+        self._captured: "queue.Queue[Any]" = queue.Queue(maxsize=2)
+        self._results: "queue.Queue[Any]" = queue.Queue(maxsize=2)
+        self.summary = RunSummary()
+        self._recent: Dict[str, float] = {}
+        self._run_start = self.started_s
+
+    def stop(self) -> None:
+        """Ask the run to finish after the frame in hand (thread-safe)."""
+        self._stop.set()
+
+    # ------------------------------------------------------------- threads
+    def _capture_loop(self) -> None:
+        iterator = iter(self.source)
+        while not self._stop.is_set():
+            start = time.perf_counter()
+            frame = next(iterator, None)
+            if frame is None:
+                break
+            if not _put(self._captured, (frame, (time.perf_counter() - start) * 1e3), self._stop):
+                return
+        _put(self._captured, _END, self._stop)
+
+    def _infer_loop(self) -> None:
+        model = self.model
+        while True:
+            item = _get(self._captured, self._stop, ())
+            if item is _END:
+                break
+            frame, capture_ms = item
+            t0 = time.perf_counter()
+            tensor, transform = model.preprocess(frame.image)
+            t1 = time.perf_counter()
+            outputs = model.infer(tensor)
+            t2 = time.perf_counter()
+            result = model.decode(outputs, transform)
+            t3 = time.perf_counter()
+            timings = {"capture": capture_ms, "preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
+                       "decode": (t3 - t2) * 1e3}
+            if not _put(self._results, (frame, result, timings), self._stop):
+                return
+        _put(self._results, _END, self._stop)
+
+    # ---------------------------------------------------------------- main
+    def run(self) -> RunSummary:
+        """Process frames until the input ends, the frame limit, a stop request or Ctrl-C."""
+        workers = [_Worker("edge-capture", self._capture_loop), _Worker("edge-infer", self._infer_loop)]
+        summary = self.summary
+        start = self._run_start = time.perf_counter()
+        summary.ended = "end of input"
+        try:
+            for worker in workers:
+                worker.start()
+            while True:
+                item = _get(self._results, self._stop, workers)
+                if item is _END:
+                    break
+                if not self._deliver(*item):
+                    summary.ended = "window closed"
+                    break
+                if self.max_frames is not None and summary.frames >= self.max_frames:
+                    summary.ended = "frame limit"
+                    break
+            if summary.ended == "end of input":
+                summary.ended = getattr(self.source, "ended_reason", None) or summary.ended
+        except KeyboardInterrupt:
+            summary.ended = "interrupted (Ctrl-C)"
+            raise
+        finally:
+            summary.elapsed_s = time.perf_counter() - start
+            self._shutdown(workers)
+        return summary
+
+    def _deliver(self, frame: Any, result: Any, timings: Dict[str, float]) -> bool:
+        summary = self.summary
+        annotated = None
+        t0 = time.perf_counter()
+        if self.annotator is not None and any(getattr(s, "needs_annotated", False) for s in self.sinks):
+            annotated = self.annotator.annotate(frame.image.copy(), result)
+            elapsed_s = t0 - self._run_start
+            fps = summary.frames / elapsed_s if summary.frames and elapsed_s > 0 else None
+            self.annotator.annotate_status(annotated, fps, self._recent)
+        t1 = time.perf_counter()
+        timings["draw"] = (t1 - t0) * 1e3
+        record: Dict[str, Any] = {"frame": frame.index, "timestamp_s": round(frame.timestamp_s, 6),
+                                  "result": result.to_json(), "timings_ms": timings}
+        if frame.truth:
+            record["truth"] = frame.truth
+        keep_going = True
+        for sink in self.sinks:
+            keep_going = sink.write(frame, annotated, record) is not False and keep_going
+        now = time.perf_counter()
+        timings["sink"] = (now - t1) * 1e3
+        timings["latency"] = (now - frame.timestamp_s) * 1e3
+        if summary.first_result_s is None:
+            summary.first_result_s = now - self.started_s
+        summary.times.add(timings)
+        summary.frames += 1
+        self._recent = {k: v for k, v in timings.items() if k != "latency"}
+        return keep_going
+
+    def _shutdown(self, workers: List[_Worker]) -> None:
+        self._stop.set()
+        for worker in workers:
+            if worker.is_alive():
+                worker.join(timeout=2.0)
+        errors: List[BaseException] = []
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - close every sink, report the first failure
+                errors.append(exc)
+        self.summary.dropped = int(getattr(self.source, "dropped", 0) or 0)
+        if errors:
+            raise errors[0]

@@ -1,0 +1,143 @@
+"""Result types: one per task, understood by every stage after the decoder.
+
+Arrays carry units and layouts in their names: ``boxes_xyxy`` is in source-frame pixels,
+``keypoints_xy`` too. Every result turns into plain JSON with :meth:`to_json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+
+def _label(labels: Optional[Sequence[str]], class_id: int) -> Optional[str]:
+    if labels is None or not 0 <= class_id < len(labels):
+        return None
+    return labels[class_id]
+
+
+@dataclass
+class Detections:
+    """Boxes found in one frame, in source-frame pixels.
+
+    boxes_xyxy: (N, 4) float32, x1 y1 x2 y2 in pixels of the frame given to the model.
+    scores: (N,) float32 in [0, 1].
+    class_ids: (N,) int64.
+    keypoints_xy: (N, K, 2) float32 pixels, or None when the model has no keypoints.
+    labels: class names indexed by class id, or None.
+    """
+
+    boxes_xyxy: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    keypoints_xy: Optional[np.ndarray] = None
+    labels: Optional[List[str]] = None
+
+    def __post_init__(self) -> None:
+        self.boxes_xyxy = np.asarray(self.boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+        n = len(self.boxes_xyxy)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(n)
+        if self.keypoints_xy is not None:
+            self.keypoints_xy = np.asarray(self.keypoints_xy, dtype=np.float32).reshape(n, -1, 2)
+
+    @classmethod
+    def empty(cls, num_keypoints: int = 0, labels: Optional[List[str]] = None) -> "Detections":
+        """No detections, with the keypoint layout of the model that produced them."""
+        keypoints = np.zeros((0, num_keypoints, 2), np.float32) if num_keypoints else None
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0), np.zeros(0), keypoints, labels)
+
+    def __len__(self) -> int:
+        return len(self.boxes_xyxy)
+
+    def __getitem__(self, index: Any) -> "Detections":
+        """Select detections by index, slice or boolean mask; always returns Detections."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        keypoints = None if self.keypoints_xy is None else self.keypoints_xy[index]
+        return Detections(
+            self.boxes_xyxy[index], self.scores[index], self.class_ids[index], keypoints, self.labels
+        )
+
+    @property
+    def area_px(self) -> np.ndarray:
+        """Box areas in square pixels."""
+        wh = np.clip(self.boxes_xyxy[:, 2:] - self.boxes_xyxy[:, :2], 0, None)
+        return wh[:, 0] * wh[:, 1]
+
+    def to_json(self) -> Dict[str, Any]:
+        """Plain-JSON form: one dict per detection."""
+        items = []
+        for i in range(len(self)):
+            item: Dict[str, Any] = {
+                "box_xyxy": [round(float(v), 2) for v in self.boxes_xyxy[i]],
+                "score": round(float(self.scores[i]), 4),
+                "class_id": int(self.class_ids[i]),
+            }
+            label = _label(self.labels, int(self.class_ids[i]))
+            if label is not None:
+                item["label"] = label
+            if self.keypoints_xy is not None:
+                item["keypoints_xy"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints_xy[i]]
+            items.append(item)
+        return {"task": "detect", "detections": items}
+
+
+@dataclass
+class Classification:
+    """Top-k classes for one frame, best first.
+
+    class_ids: (k,) int64; scores: (k,) float32 probabilities; labels: names by class id.
+    """
+
+    class_ids: np.ndarray
+    scores: np.ndarray
+    labels: Optional[List[str]] = None
+
+    def __post_init__(self) -> None:
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(-1)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(len(self.class_ids))
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+    @property
+    def top_label(self) -> Optional[str]:
+        """Name of the best class, or None without labels or classes."""
+        return _label(self.labels, int(self.class_ids[0])) if len(self) else None
+
+    def to_json(self) -> Dict[str, Any]:
+        """Plain-JSON form: one dict per class, best first."""
+        items = []
+        for class_id, score in zip(self.class_ids, self.scores):
+            item: Dict[str, Any] = {"class_id": int(class_id), "score": round(float(score), 4)}
+            label = _label(self.labels, int(class_id))
+            if label is not None:
+                item["label"] = label
+            items.append(item)
+        return {"task": "classify", "classes": items}
+
+
+@dataclass
+class Frame:
+    """One image from a source.
+
+    image: (H, W, 3) uint8 BGR, the layout OpenCV uses everywhere.
+    index: 0-based position in the stream (counts frames delivered, live drops excluded).
+    timestamp_s: capture time on the ``time.perf_counter`` clock, seconds.
+    source: the URI it came from.
+    truth: ground truth a synthetic source knows (``demo://``), else empty.
+    """
+
+    image: np.ndarray
+    index: int
+    timestamp_s: float
+    source: str = ""
+    truth: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size_wh(self) -> tuple:
+        """(width, height) in pixels."""
+        return (int(self.image.shape[1]), int(self.image.shape[0]))

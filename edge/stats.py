@@ -1,0 +1,45 @@
+"""Per-stage timing records for the camera pipeline: cheap to add to, summarised at the end."""
+
+from __future__ import annotations
+
+from array import array
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+
+STAGES = ("capture", "preprocess", "infer", "decode", "draw", "sink")
+
+
+class StageTimes:
+    """Milliseconds per stage per frame, plus capture-to-result latency."""
+
+    def __init__(self, stages: Iterable[str] = STAGES) -> None:
+        self.samples: Dict[str, array] = {name: array("d") for name in list(stages) + ["latency"]}
+
+    def add(self, timings_ms: Dict[str, float]) -> None:
+        """Record one frame's timings (unknown stage names are added on first sight)."""
+        for name, value in timings_ms.items():
+            self.samples.setdefault(name, array("d")).append(value)
+
+    def percentiles(self, name: str, qs: Iterable[float] = (50, 95)) -> Optional[List[float]]:
+        """Percentiles of one stage in ms, or None without samples."""
+        values = self.samples.get(name)
+        if not values:
+            return None
+        return [float(v) for v in np.percentile(np.frombuffer(values, dtype=np.float64), list(qs))]
+
+    def slowest_stage(self) -> Optional[str]:
+        """The pipeline stage with the highest median (latency excluded)."""
+        medians = {n: self.percentiles(n, (50,)) for n in self.samples if n != "latency"}
+        medians = {n: m[0] for n, m in medians.items() if m}
+        return max(medians, key=medians.get) if medians else None  # type: ignore[arg-type]
+
+    def table(self) -> str:
+        """The summary table: p50 and p95 per stage in milliseconds."""
+        lines = [f"  {'stage':<11}{'p50 ms':>9}{'p95 ms':>9}"]
+        for name in self.samples:
+            pcts = self.percentiles(name)
+            if pcts:
+                note = "  (capture to result)" if name == "latency" else ""
+                lines.append(f"  {name:<11}{pcts[0]:>9.2f}{pcts[1]:>9.2f}{note}")
+        return "\n".join(lines)

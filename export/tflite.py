@@ -1,0 +1,49 @@
+"""TFLite -> ONNX, through the ``tflite2onnx`` converter.
+
+tflite2onnx rewrites the graph from TFLite's NHWC to ONNX's NCHW, so the resulting model
+takes (N, 3, H, W) input; the edge config records that layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from edge.errors import EdgeError, MissingDependency
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tflite_to_onnx(source: Path, destination: Path) -> Path:
+    """Convert a .tflite file to ONNX at ``destination`` (a file written whole or not at all)."""
+    try:
+        import tflite2onnx
+    except ImportError:
+        raise MissingDependency("tflite2onnx", "TFLite export", "pip install tflite2onnx") from None
+    source, destination = Path(source), Path(destination)
+    if not source.is_file():
+        raise EdgeError("TFLite file not found", fix="check the path", where=str(source))
+    with open(source, "rb") as handle:
+        magic = handle.read(8)
+    if magic[4:8] != b"TFL3":
+        raise EdgeError("not a TFLite flatbuffer (no TFL3 identifier)", fix="give a .tflite model file",
+                        where=str(source))
+    partial = destination.with_name(destination.name + ".partial")
+    # tflite2onnx warns once per float16 tensor; parity is checked instead (models/*/README.md)
+    logging.getLogger("tflite2onnx").setLevel(logging.ERROR)
+    try:
+        tflite2onnx.convert(str(source), str(partial))
+    except (NotImplementedError, ValueError, KeyError, AssertionError) as exc:
+        raise EdgeError(f"tflite2onnx cannot convert this model ({type(exc).__name__}: {exc})",
+                        fix="the model uses an operator tflite2onnx lacks; convert with tf2onnx instead",
+                        where=str(source)) from None
+    partial.replace(destination)
+    return destination
