@@ -130,7 +130,7 @@ def run(args: argparse.Namespace, say: Any) -> int:
     from edge.overlay import Annotator
     from edge.pipeline import Pipeline
     from edge.sinks import open_sinks
-    from edge.sources import default_camera, open_source
+    from edge.sources import default_camera, open_source, parse_source
 
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgeError(f"--max-frames must be at least 1, got {args.max_frames}", fix="omit it to run until stopped",
@@ -140,6 +140,7 @@ def run(args: argparse.Namespace, say: Any) -> int:
         source_uri = default_camera()
         say(f"source: camera {source_uri}" if source_uri else "source: no camera found, running on demo://")
         source_uri = source_uri or "demo://"
+    parse_source(source_uri)  # a bad URI fails before the model loads
     report = None if args.quiet else say
     with Model(args.model, backend=args.backend, threads=args.threads, config=config_overrides(args),
                config_file=args.config, score_threshold=args.threshold, report=report) as model:

@@ -7,6 +7,7 @@ package imports cv2 only when a feature needs it, and says how to get it when it
 from __future__ import annotations
 
 import functools
+import os
 from types import ModuleType
 
 from edge.errors import MissingDependency
@@ -18,8 +19,11 @@ CV2_FIX = (
 
 
 @functools.lru_cache(maxsize=None)
-def _import_cv2() -> ModuleType:
-    import cv2  # noqa: PLC0415 - optional dependency, imported on first use
+def import_cv2() -> ModuleType:
+    """Import cv2 once (ImportError when absent), with OpenCV's own logging quietened."""
+    # OpenCV logs failed device probes as warnings on stderr; edge reports them as EdgeErrors.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    import cv2
 
     return cv2
 
@@ -27,7 +31,7 @@ def _import_cv2() -> ModuleType:
 def require_cv2(purpose: str = "this feature") -> ModuleType:
     """Return the cv2 module, or raise MissingDependency naming ``purpose`` and the fix."""
     try:
-        return _import_cv2()
+        return import_cv2()
     except ImportError:
         raise MissingDependency("cv2", purpose, CV2_FIX) from None
 
@@ -35,7 +39,7 @@ def require_cv2(purpose: str = "this feature") -> ModuleType:
 def has_gstreamer() -> bool:
     """Whether the installed OpenCV was built with GStreamer (OpenCV 3.x and 4.x+ layouts)."""
     try:
-        cv2 = _import_cv2()
+        cv2 = import_cv2()
     except ImportError:
         return False
     lines = cv2.getBuildInformation().splitlines()

@@ -83,7 +83,7 @@ def _get(q: "queue.Queue[Any]", stop: threading.Event, workers: Sequence[_Worker
         except queue.Empty:
             for worker in workers:
                 if worker.error is not None:
-                    raise worker.error
+                    raise worker.error from None
             if stop.is_set():
                 return _END
 

@@ -41,7 +41,9 @@ class Detections:
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
         self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(n)
         if self.keypoints_xy is not None:
-            self.keypoints_xy = np.asarray(self.keypoints_xy, dtype=np.float32).reshape(n, -1, 2)
+            keypoints = np.asarray(self.keypoints_xy, dtype=np.float32)
+            count = keypoints.shape[1] if keypoints.ndim == 3 else keypoints.size // max(1, 2 * n)
+            self.keypoints_xy = keypoints.reshape(n, count, 2)
 
     @classmethod
     def empty(cls, num_keypoints: int = 0, labels: Optional[List[str]] = None) -> "Detections":

@@ -10,8 +10,8 @@ from typing import List, Optional
 
 from edge.config import EdgeConfig, load_json
 from edge.errors import EdgeError
-from edge.onnxfile import embed_config, read_onnx
 from edge.model import check_against_graph
+from edge.onnxfile import embed_config, read_onnx
 from export.tflite import sha256_file, tflite_to_onnx
 
 

@@ -43,6 +43,11 @@ class Backend:
         """Why this backend cannot run here (missing library, no device), or None if it can."""
         return None
 
+    @classmethod
+    def install_hint(cls) -> str:
+        """How to make this backend available (the fix printed with unavailable_reason)."""
+        return "see python -m edge.camera --list-backends"
+
     def _prepare(self) -> None:
         raise NotImplementedError
 
@@ -59,7 +64,8 @@ class Backend:
             return self
         reason = self.unavailable_reason()
         if reason:
-            raise EdgeError(f"backend '{self.name}' cannot run here: {reason}", where=str(self.model_path))
+            raise EdgeError(f"backend '{self.name}' cannot run here: {reason}", fix=self.install_hint(),
+                            where=f"--backend {self.name}")
         if not self.inputs:
             info = read_onnx(self.model_path)
             self.inputs, self.outputs = info.inputs, info.outputs

@@ -18,8 +18,8 @@ from edge.backends.base import Backend
 from edge.errors import EdgeError
 
 ORT_FIX = "pip install 'edge[cpu]' (or 'edge[gpu]' on an x86 machine with an NVIDIA GPU)"
-GPU_FIX = ("install onnxruntime-gpu built for this CUDA (on a Jetson: the wheel for your JetPack from the Jetson AI Lab "
-           "index) and uninstall the CPU-only onnxruntime")
+GPU_FIX = ("install onnxruntime-gpu built for this CUDA (on a Jetson: the wheel for your JetPack from the "
+           "Jetson AI Lab index) and uninstall the CPU-only onnxruntime")
 PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                   "tensorrt": "TensorrtExecutionProvider"}
 
@@ -79,12 +79,20 @@ class OnnxRuntimeBackend(Backend):
         try:
             ort = _ort()
         except ImportError:
-            return f"the Python module 'onnxruntime' is not installed ({ORT_FIX})"
+            return "the Python module 'onnxruntime' is not installed"
         available = ort.get_available_providers()
         if cls.requires_first and PROVIDER_NAMES[cls.providers[0]] not in available:
-            return (f"this onnxruntime build has no {PROVIDER_NAMES[cls.providers[0]]} "
-                    f"(it has {', '.join(available)}; {GPU_FIX})")
+            short = ", ".join(p.replace("ExecutionProvider", "") for p in available)
+            return f"this onnxruntime build has no {PROVIDER_NAMES[cls.providers[0]]} (it has {short})"
         return None
+
+    @classmethod
+    def install_hint(cls) -> str:
+        try:
+            _ort()
+        except ImportError:
+            return ORT_FIX
+        return GPU_FIX
 
     def _session_options(self) -> Any:
         ort = _ort()

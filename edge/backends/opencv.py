@@ -7,6 +7,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from edge.backends.base import Backend
+from edge.cv import import_cv2
 from edge.errors import EdgeError
 
 
@@ -19,13 +20,19 @@ class OpenCVBackend(Backend):
     @classmethod
     def unavailable_reason(cls) -> Optional[str]:
         try:
-            import cv2  # noqa: F401
+            import_cv2()
         except ImportError:
-            return "the Python module 'cv2' is not installed (pip install 'edge[cpu]', or JetPack's OpenCV)"
+            return "the Python module 'cv2' is not installed"
         return None
 
+    @classmethod
+    def install_hint(cls) -> str:
+        from edge.cv import CV2_FIX
+
+        return CV2_FIX
+
     def _prepare(self) -> None:
-        import cv2
+        cv2 = import_cv2()
 
         if self.threads:
             cv2.setNumThreads(int(self.threads))

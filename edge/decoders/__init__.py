@@ -1,0 +1,45 @@
+"""Decoders: raw model outputs -> Detections or Classification, chosen by the edge config's "decoder".
+
+``build_decoder(config.decoder, labels=..., input_wh=...)`` validates the parameters (every error
+names the field, e.g. ``decoder.anchors.strides``) and returns a :class:`Decoder`. Known types are
+the keys of :data:`DECODER_TYPES`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from edge.decoders.anchors import ssd_anchors
+from edge.decoders.base import Decoder
+from edge.decoders.classify import ClassifyDecoder
+from edge.decoders.nms import nms, weighted_nms
+from edge.decoders.params import param_error
+from edge.decoders.ssd import SsdAnchorsDecoder
+from edge.errors import EdgeError
+
+DECODER_TYPES: Dict[str, type] = {
+    SsdAnchorsDecoder.kind: SsdAnchorsDecoder,
+    ClassifyDecoder.kind: ClassifyDecoder,
+}
+
+__all__ = ["DECODER_TYPES", "ClassifyDecoder", "Decoder", "SsdAnchorsDecoder", "build_decoder", "nms",
+           "ssd_anchors", "weighted_nms"]
+
+
+def build_decoder(params: Dict[str, Any], *, labels: Optional[List[str]], input_wh: Tuple[int, int],
+                  where: str = "") -> Decoder:
+    """Build the decoder that ``params["type"]`` names, validating every field.
+
+    params: the "decoder" object of the model's edge config.
+    labels: class names by class id, or None.
+    input_wh: model input (width, height) in pixels; decoded coordinates are scaled to it.
+    where: prefix for error messages (usually the model path).
+    """
+    if not isinstance(params, Mapping):
+        raise param_error("decoder", "an object with a 'type'", params, where)
+    kind = params.get("type")
+    if kind not in DECODER_TYPES:
+        known = ", ".join(sorted(DECODER_TYPES))
+        raise EdgeError(f"unknown decoder type {kind!r} in 'decoder.type' (known: {known})",
+                        fix="set decoder.type to one of the known types", where=where or None)
+    return DECODER_TYPES[kind](dict(params), labels=labels, input_wh=input_wh, where=where)

@@ -1,0 +1,350 @@
+"""Sources over cv2.VideoCapture: video files (every frame) and live sources (newest frame).
+
+Live sources — V4L2 cameras, CSI cameras through GStreamer, RTSP/HTTP streams, gst://
+pipelines — are read on a daemon thread that keeps only the newest frame, so the app never
+works on a backlog. When a live source stops delivering it is reopened with exponential
+back-off; after ``reconnect`` failed attempts in a row iteration ends with ``ended_reason``.
+The opener is injectable: any callable returning a VideoCapture-like object.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional, Tuple
+
+from edge.cv import has_gstreamer, require_cv2
+from edge.errors import EdgeError
+from edge.sources.base import Grabbed, Source, now_s
+from edge.sources.uri import SourceSpec, csi_pipeline, redact_url, rtsp_pipeline
+
+Opener = Callable[[], Any]  # returns an object with isOpened(), read(), release(), get(), set()
+
+DEFAULT_RECONNECT = 5
+BACKOFF_S = (0.25, 4.0)  # first wait, longest wait; doubles in between
+_JOIN_TIMEOUT_S = 3.0
+LIST_CAMERAS_FIX = "list cameras with: python -m edge.camera --list-cameras"
+NO_GSTREAMER_FIX = (
+    "pip's opencv-python has no GStreamer; use JetPack's OpenCV: pip uninstall opencv-python "
+    "opencv-contrib-python, and make the venv with python3 -m venv --system-site-packages"
+)
+
+
+class VideoFileSource(Source):
+    """Every frame of a video file, in order; ``loop`` replays it (0 once, N extra times, -1 forever)."""
+
+    def __init__(self, path: str, loop: int = 0, uri: Optional[str] = None) -> None:
+        super().__init__(uri or path)
+        self._path = path
+        self._loops_left = loop
+        self._cap: Any = None  # set before opening: close() may run on a half-built source
+        self._cap = self._open()
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            self._cap.release()
+            raise _undecodable(path)
+        self._pending: Optional[Any] = image
+        self.size_wh = (int(image.shape[1]), int(image.shape[0]))
+        fps = float(self._cap.get(require_cv2().CAP_PROP_FPS) or 0.0)
+        self.fps = fps if fps > 0 else None
+
+    def _open(self) -> Any:
+        cv2 = require_cv2("reading video files")
+        cap = cv2.VideoCapture(self._path)
+        if not cap.isOpened():
+            cap.release()
+            raise _undecodable(self._path)
+        return cap
+
+    def _grab(self, timeout_s: Optional[float]) -> Optional[Grabbed]:
+        image, self._pending = self._pending, None
+        if image is None:
+            ok, image = self._cap.read()
+            if (not ok or image is None) and self._loops_left != 0:
+                if self._loops_left > 0:  # -1 loops forever
+                    self._loops_left -= 1
+                self._cap.release()
+                self._cap = self._open()
+                ok, image = self._cap.read()
+            if not ok or image is None:
+                self._end("end of file")
+                return None
+        return image, now_s(), {}
+
+    def _release(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+
+
+def _undecodable(path: str) -> EdgeError:
+    return EdgeError(
+        f"cannot decode video {path}",
+        fix=f"check the file plays (ffprobe {path}) or re-encode to H.264 MP4",
+        where="source",
+    )
+
+
+class LiveCaptureSource(Source):
+    """Newest frame from a live capture, read on its own thread, reopened with back-off.
+
+    opener: returns a VideoCapture-like object (called again to reconnect).
+    open_error: the EdgeError to raise when the first open fails.
+    reconnect: reopen attempts in a row before giving up (0: end at the first failure).
+    backoff_s: (first, longest) wait between attempts, seconds; doubles in between.
+    lost_what: "camera" or "stream", for ended_reason.
+    """
+
+    live = True
+
+    def __init__(
+        self,
+        uri: str,
+        opener: Opener,
+        open_error: Optional[EdgeError] = None,
+        reconnect: int = DEFAULT_RECONNECT,
+        backoff_s: Tuple[float, float] = BACKOFF_S,
+        lost_what: str = "camera",
+    ) -> None:
+        super().__init__(uri)
+        self._opener = opener
+        self._reconnect = reconnect
+        self._backoff_s = backoff_s
+        self._lost_what = lost_what
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._cap_lock = threading.Lock()
+        self._latest: Optional[Grabbed] = None
+        self._seq = 0  # frames captured
+        self._seq_read = 0  # newest frame handed to the consumer
+        self._done_reason: Optional[str] = None
+        self._error: Optional[BaseException] = None
+        self._thread: Optional[threading.Thread] = None
+        self._cap: Any = None
+        self._cap = self._open_once()
+        if self._cap is None:
+            self._closed = True
+            raise open_error or EdgeError(f"cannot open {uri}", fix=LIST_CAMERAS_FIX, where=f"source {uri}")
+        self._read_properties(self._cap)
+        self._thread = threading.Thread(target=self._run, name=f"edge-source {uri}", daemon=True)
+        self._thread.start()
+
+    def _open_once(self) -> Any:
+        cap = self._opener()
+        if cap is not None and cap.isOpened():
+            return cap
+        if cap is not None:
+            cap.release()
+        return None
+
+    def _read_properties(self, cap: Any) -> None:
+        cv2 = sys.modules.get("cv2")
+        if cv2 is None:
+            return
+        width, height = cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0, cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0
+        if width > 0 and height > 0:
+            self.size_wh = (int(width), int(height))
+        fps = cap.get(cv2.CAP_PROP_FPS) or 0
+        self.fps = float(fps) if 0 < fps < 1000 else None
+
+    # -- reader thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            reason = self._capture_loop()
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, who re-raises it
+            self._error, reason = exc, f"capture failed: {exc}"
+        finally:
+            self._release_capture()
+        with self._cond:
+            self._done_reason = reason
+            self._cond.notify_all()
+
+    def _capture_loop(self) -> str:
+        failures = 0
+        while not self._stop.is_set():
+            cap = self._cap
+            ok, image = cap.read() if cap is not None else (False, None)
+            if self._stop.is_set():
+                break
+            if ok and image is not None:
+                failures = 0
+                self._publish(image)
+                continue
+            self._release_capture()
+            if failures >= self._reconnect:
+                if self._reconnect == 0:
+                    return f"{self._lost_what} lost (reconnect=0)"
+                return f"{self._lost_what} lost after {self._reconnect} reconnect attempts"
+            failures += 1
+            first_s, longest_s = self._backoff_s
+            if self._stop.wait(min(first_s * 2 ** (failures - 1), longest_s)):
+                break
+            with self._cap_lock:
+                self._cap = self._open_once()
+        return "closed"
+
+    def _publish(self, image: Any) -> None:
+        with self._cond:
+            if self._seq > self._seq_read:
+                self.dropped += 1
+            self._latest = (image, now_s(), {})
+            self._seq += 1
+            self._cond.notify_all()
+
+    def _release_capture(self) -> None:
+        with self._cap_lock:
+            cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()  # always: an unreleased Argus session blocks the camera until nvargus restarts
+
+    # -- consumer side ------------------------------------------------------------------
+    def _grab(self, timeout_s: Optional[float]) -> Optional[Grabbed]:
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._seq > self._seq_read or self._done_reason is not None, timeout_s
+            )
+            if self._seq > self._seq_read:
+                self._seq_read = self._seq
+                return self._latest
+            if self._done_reason is None:
+                return None
+        self._end(self._done_reason)
+        if self._error is not None:
+            raise self._error
+        return None
+
+    def _release(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_JOIN_TIMEOUT_S)
+            if thread.is_alive():
+                # read() is stuck in the device; releasing under it could crash OpenCV, and the
+                # reader releases the capture itself as soon as read() returns.
+                return
+        self._release_capture()
+
+
+# -- openers for each kind ------------------------------------------------------------------
+def v4l2_opener(spec: SourceSpec) -> Opener:
+    """Opener for a V4L2 camera (index or /dev path) applying width/height/fps/fourcc options."""
+
+    def open_camera() -> Any:
+        cv2 = require_cv2("reading cameras")
+        api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+        cap = cv2.VideoCapture(spec.target, api)
+        if cap.isOpened():
+            fourcc = spec.options.get("fourcc")
+            if fourcc:  # before the size: the size a camera offers depends on the format
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*fourcc))
+            for key, prop in (
+                ("width", cv2.CAP_PROP_FRAME_WIDTH),
+                ("height", cv2.CAP_PROP_FRAME_HEIGHT),
+                ("fps", cv2.CAP_PROP_FPS),
+            ):
+                if key in spec.options:
+                    cap.set(prop, float(spec.options[key]))
+        return cap
+
+    return open_camera
+
+
+def _v4l2_error(spec: SourceSpec) -> EdgeError:
+    target = spec.target
+    if isinstance(target, int):
+        return EdgeError(f"no camera at index {target}", fix=LIST_CAMERAS_FIX, where=f"source {spec.uri}")
+    if not Path(str(target)).exists():
+        return EdgeError(f"no camera at {target}", fix=LIST_CAMERAS_FIX, where=f"source {spec.uri}")
+    return EdgeError(
+        f"cannot open camera {target} (busy, or not a capture node)",
+        fix=f"close other apps using it (fuser {target}); {LIST_CAMERAS_FIX}",
+        where=f"source {spec.uri}",
+    )
+
+
+def gstreamer_opener(pipeline: str) -> Opener:
+    """Opener for a GStreamer pipeline that ends in appsink."""
+
+    def open_pipeline() -> Any:
+        cv2 = require_cv2("GStreamer capture")
+        return cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+
+    return open_pipeline
+
+
+def ffmpeg_opener(url: str) -> Opener:
+    """Opener for a network stream through OpenCV's FFmpeg backend."""
+
+    def open_stream() -> Any:
+        cv2 = require_cv2("network streams")
+        return cv2.VideoCapture(url, cv2.CAP_FFMPEG)
+
+    return open_stream
+
+
+def _require_gstreamer(what: str, uri: str) -> None:
+    require_cv2(what)
+    if not has_gstreamer():
+        raise EdgeError(
+            f"{what} needs OpenCV built with GStreamer, and this cv2 has none",
+            fix=NO_GSTREAMER_FIX,
+            where=f"source {uri}",
+        )
+
+
+def open_live(spec: SourceSpec, opener: Optional[Opener] = None) -> LiveCaptureSource:
+    """Open a live source (v4l2, csi, rtsp, http, gst) from its spec; ``opener`` replaces the real one."""
+    reconnect = spec.option_int("reconnect", DEFAULT_RECONNECT)
+    shown = redact_url(spec.uri)
+    if spec.kind == "v4l2":
+        error = _v4l2_error(spec)
+        opener = opener or v4l2_opener(spec)
+        return LiveCaptureSource(spec.uri, opener, error, reconnect)
+    if spec.kind == "csi":
+        if opener is None:
+            _require_gstreamer("a CSI camera (csi://)", shown)
+            opener = gstreamer_opener(_csi_pipeline_for(spec))
+        error = EdgeError(
+            f"cannot start CSI camera sensor {spec.target} (nvarguscamerasrc)",
+            fix="check the cable and sensor id; test with: gst-launch-1.0 nvarguscamerasrc "
+            f"sensor-id={spec.target} num-buffers=1 ! fakesink; on 'Failed to create CaptureSession' "
+            "run: sudo systemctl restart nvargus-daemon",
+            where=f"source {shown}",
+        )
+        return LiveCaptureSource(spec.uri, opener, error, reconnect)
+    if spec.kind in ("rtsp", "http"):
+        url = str(spec.target)
+        if opener is None and spec.kind == "rtsp" and has_gstreamer():
+            pipeline = rtsp_pipeline(url, spec.option_int("latency", 200), spec.options.get("codec", "h264"))
+            opener = gstreamer_opener(pipeline)
+        opener = opener or ffmpeg_opener(url)
+        error = EdgeError(
+            f"cannot open stream {redact_url(url)}",
+            fix="check that it plays with: ffprobe URL (or VLC), the user, password and network",
+            where="source",
+        )
+        return LiveCaptureSource(spec.uri, opener, error, reconnect, lost_what="stream")
+    if spec.kind == "gst":
+        if opener is None:
+            _require_gstreamer("a gst:// pipeline", shown)
+            opener = gstreamer_opener(str(spec.target))
+        error = EdgeError(
+            "cannot start the GStreamer pipeline",
+            fix="test it with: gst-launch-1.0 <pipeline with fakesink in place of appsink>",
+            where=f"source {shown}",
+        )
+        return LiveCaptureSource(spec.uri, opener, error, reconnect, lost_what="stream")
+    raise ValueError(f"not a live source kind: {spec.kind}")
+
+
+def _csi_pipeline_for(spec: SourceSpec) -> str:
+    capture_wh = (spec.option_int("width", 1920), spec.option_int("height", 1080))
+    sized = "width" in spec.options or "height" in spec.options
+    default_out = capture_wh if sized else (1280, 720)
+    output_wh = (
+        spec.option_int("output_width", default_out[0]),
+        spec.option_int("output_height", default_out[1]),
+    )
+    return csi_pipeline(
+        int(spec.target), capture_wh, output_wh, spec.option_float("fps", 30), spec.options.get("flip", "0")
+    )

@@ -1,0 +1,46 @@
+"""Shared fixtures: the shipped face model and samples, tiny models, and capability marks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for mark, why in (("gpu", "needs a CUDA GPU"), ("tensorrt", "needs TensorRT"), ("jetson", "needs a Jetson"),
+                      ("gstreamer", "needs OpenCV built with GStreamer")):
+        config.addinivalue_line("markers", f"{mark}: {why}")
+
+
+@pytest.fixture(scope="session")
+def face_model_path() -> Path:
+    from edge.zoo import resolve_model
+
+    return resolve_model(None)
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    from edge.samples import load_sample
+
+    return load_sample("astronaut")
+
+
+@pytest.fixture(scope="session")
+def face_model(face_model_path):
+    from edge.model import Model
+
+    with Model(face_model_path, backend="onnxruntime-cpu") as model:
+        yield model
+
+
+@pytest.fixture()
+def colour_model_path(tmp_path: Path) -> Path:
+    from tiny_models import make_colour_classifier
+
+    return make_colour_classifier(tmp_path / "colour.onnx")

@@ -1,0 +1,236 @@
+"""Capture sources: real video files written by cv2.VideoWriter, real OpenCV failures, and one
+fake — a VideoCapture-like camera that delivers K frames, fails, and is reopened."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import pytest
+
+from edge.cv import has_gstreamer, require_cv2
+from edge.errors import EdgeError
+from edge.sources import open_source
+from edge.sources.capture import LiveCaptureSource
+
+cv2 = require_cv2("the capture tests")
+
+BITS = 6  # frame index written as 6 black/white bars: survives lossy mp4v coding
+SIZE_WH = (192, 96)
+
+
+def write_video(path: Path, frame_count: int) -> None:
+    """An mp4v clip whose frame i shows i in binary as vertical bars."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, SIZE_WH)
+    assert writer.isOpened()
+    bar_w = SIZE_WH[0] // BITS
+    for index in range(frame_count):
+        image = np.zeros((SIZE_WH[1], SIZE_WH[0], 3), np.uint8)
+        for bit in range(BITS):
+            if index >> bit & 1:
+                image[:, bit * bar_w : (bit + 1) * bar_w] = 255
+        writer.write(image)
+    writer.release()
+
+
+def read_index(image: np.ndarray) -> int:
+    bar_w = SIZE_WH[0] // BITS
+    means = [image[:, bit * bar_w + 4 : (bit + 1) * bar_w - 4].mean() for bit in range(BITS)]
+    return sum(1 << bit for bit, mean in enumerate(means) if mean > 128)
+
+
+@pytest.mark.parametrize(
+    ("frame_count", "loop", "expected"),
+    [
+        (1, 0, [0]),
+        (20, 0, list(range(20))),
+        (7, 2, list(range(7)) * 3),
+    ],
+)
+def test_video_file_delivers_every_frame_in_order(
+    tmp_path: Path, frame_count: int, loop: int, expected
+) -> None:
+    path = tmp_path / "clip.mp4"
+    write_video(path, frame_count)
+    with open_source(str(path), loop=loop) as source:
+        assert (source.live, source.size_wh, source.fps) == (False, SIZE_WH, 25.0)
+        frames = list(source)
+        assert source.ended_reason == "end of file"
+    assert [read_index(frame.image) for frame in frames] == expected
+    assert [frame.index for frame in frames] == list(range(len(expected)))
+    assert all(
+        frame.image.shape == (SIZE_WH[1], SIZE_WH[0], 3) and frame.image.dtype == np.uint8 for frame in frames
+    )
+    assert all(a.timestamp_s <= b.timestamp_s for a, b in zip(frames, frames[1:]))
+    assert source.read() is None
+
+
+@pytest.mark.parametrize("content", [np.random.default_rng(0).bytes(4096), b""])
+def test_unreadable_video_fails_at_open(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(content)
+    with pytest.raises(EdgeError, match="cannot decode video .*broken.mp4.*ffprobe"):
+        open_source(str(path))
+
+
+class FakeCamera:
+    """VideoCapture-like: delivers ``frame_count`` frames (values from a shared counter), then fails.
+
+    Each read waits for a ticket from the test, so the test decides when a frame is captured.
+    ``frame_count`` None means the open fails.
+    """
+
+    def __init__(self, frame_count: Optional[int], opener: "FakeOpener") -> None:
+        self.frames_left = frame_count
+        self.opener = opener
+        self.released = False
+
+    def isOpened(self) -> bool:  # noqa: N802 - the cv2.VideoCapture name
+        return self.frames_left is not None and not self.released
+
+    def read(self):
+        if not self.frames_left:
+            return False, None
+        while not self.opener.tickets.acquire(timeout=0.01):
+            if self.released:
+                return False, None
+            if self.opener.free_running.is_set():
+                break
+        self.frames_left -= 1
+        self.opener.counter[0] += 1
+        return True, np.full((4, 6, 3), self.opener.counter[0] - 1, np.uint8)
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        self.released = True
+
+
+class FakeOpener:
+    """Hands out FakeCameras following a script of frame counts (None: the open fails)."""
+
+    def __init__(self, script: Sequence[Optional[int]]) -> None:
+        self.script = list(script)
+        self.tickets = threading.Semaphore(0)
+        self.counter = [0]
+        self.free_running = threading.Event()  # like a real camera: frames come without tickets
+        self.opened: List[FakeCamera] = []
+
+    def __call__(self) -> FakeCamera:
+        frames = self.script.pop(0) if self.script else None
+        camera = FakeCamera(frames, self)
+        self.opened.append(camera)
+        return camera
+
+
+def drain(source, opener: FakeOpener) -> List[int]:
+    """Let the fake capture one frame at a time and collect what the source delivers."""
+    values = []
+    while True:
+        opener.tickets.release()
+        frame = source.read(timeout_s=10)
+        if frame is None:
+            return values
+        assert frame.index == len(values)
+        values.append(int(frame.image[0, 0, 0]))
+
+
+@pytest.mark.parametrize(
+    ("script", "reconnect", "values", "reason", "opens"),
+    [
+        ([3], 0, [0, 1, 2], "camera lost (reconnect=0)", 1),
+        ([3, None, 2], 3, [0, 1, 2, 3, 4], "camera lost after 3 reconnect attempts", 6),
+        ([2, None, None, 5], 2, [0, 1], "camera lost after 2 reconnect attempts", 3),
+        ([1, 1, 1], 1, [0, 1, 2], "camera lost after 1 reconnect attempts", 4),
+    ],
+)
+def test_live_source_reconnects_then_ends(script, reconnect: int, values, reason: str, opens: int) -> None:
+    opener = FakeOpener(script)
+    with LiveCaptureSource("fake://cam", opener, reconnect=reconnect, backoff_s=(0.001, 0.004)) as source:
+        assert source.live
+        assert drain(source, opener) == values
+        assert source.ended_reason == reason
+        assert source.dropped == 0
+    assert len(opener.opened) == opens
+    assert all(camera.released for camera in opener.opened)
+
+
+def test_live_source_keeps_only_the_newest_frame() -> None:
+    opener = FakeOpener([100])
+    with open_source(0, opener=opener) as source:
+        opener.tickets.release()
+        assert int(source.read(timeout_s=10).image[0, 0, 0]) == 0
+        for _ in range(3):
+            opener.tickets.release()
+        while opener.counter[0] < 4 or source.dropped < 2:  # wait for the reader thread, not for a time
+            threading.Event().wait(0.001)
+        frame = source.read(timeout_s=10)
+        assert (int(frame.image[0, 0, 0]), frame.index, source.dropped) == (3, 1, 2)
+        assert source.read(timeout_s=0.01) is None
+        assert not source.ended
+        opener.free_running.set()
+    assert source.ended_reason == "closed"
+    assert opener.opened[0].released
+
+
+def test_close_is_idempotent_and_reading_after_close_returns_none() -> None:
+    opener = FakeOpener([100])
+    source = open_source("/dev/video0?reconnect=0", opener=opener)
+    opener.free_running.set()
+    source.close()
+    source.close()
+    assert source.read(timeout_s=0.01) is None
+    assert source.ended_reason == "closed"
+    assert opener.opened[0].released
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        (99, "no camera at index 99"),
+        ("/dev/video99", "no camera at /dev/video99"),
+    ],
+)
+def test_missing_camera_fails_at_open(uri, message: str) -> None:
+    with pytest.raises(EdgeError, match="list-cameras") as caught:
+        open_source(uri)
+    assert message in str(caught.value)
+
+
+def test_failed_first_open_raises_and_releases() -> None:
+    opener = FakeOpener([None])
+    with pytest.raises(EdgeError, match="no camera at index 7"):
+        open_source(7, opener=opener)
+    assert opener.opened[0].released
+
+
+@pytest.mark.skipif(
+    has_gstreamer(), reason="this OpenCV has GStreamer: the missing-GStreamer errors do not apply"
+)
+@pytest.mark.parametrize("uri", ["csi://0", "gst://videotestsrc ! videoconvert ! appsink"])
+def test_gstreamer_sources_need_gstreamer(uri: str) -> None:
+    with pytest.raises(EdgeError, match="GStreamer.*pip uninstall opencv-python.*--system-site-packages"):
+        open_source(uri)
+
+
+@pytest.mark.skipif(has_gstreamer(), reason="with GStreamer, RTSP goes through rtspsrc instead of FFmpeg")
+def test_rtsp_without_gstreamer_uses_ffmpeg_and_hides_the_password() -> None:
+    with pytest.raises(
+        EdgeError, match="cannot open stream rtsp://admin:\\*\\*\\*@127.0.0.1:9/live"
+    ) as caught:
+        open_source("rtsp://admin:secret@127.0.0.1:9/live?reconnect=0")
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.skipif(not has_gstreamer(), reason="this OpenCV has no GStreamer (pip's opencv-python)")
+def test_gst_pipeline_runs_for_real() -> None:
+    uri = "gst://videotestsrc num-buffers=30 ! videoconvert ! video/x-raw,format=BGR ! appsink"
+    with open_source(uri, reconnect=0) as source:
+        frames = list(source)
+        assert source.ended_reason == "stream lost (reconnect=0)"
+    assert 1 <= len(frames) <= 30
+    assert frames[0].image.shape == (240, 320, 3)
+    assert [frame.index for frame in frames] == list(range(len(frames)))

@@ -1,0 +1,537 @@
+"""Tests for edge.sinks: files that read back, JSON that parses, specs that resolve, errors that help."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import pytest
+
+from edge.errors import EdgeError
+from edge.results import Detections, Frame
+from edge.sinks import (
+    DEFAULT_VIDEO_FPS,
+    VIDEO_FOURCC_BY_EXT,
+    ImageSink,
+    JsonLinesSink,
+    Sink,
+    VideoSink,
+    WindowSink,
+    display_available,
+    dumps_line,
+    open_sinks,
+)
+
+cv2 = pytest.importorskip("cv2")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SIZE_WH = (160, 120)
+
+
+def make_frame(index: int, size_wh: Tuple[int, int] = SIZE_WH) -> Frame:
+    """A flat frame whose grey level encodes its index (robust to lossy codecs)."""
+    width, height = size_wh
+    image = np.full((height, width, 3), (index * 20) % 240 + 10, np.uint8)
+    return Frame(image, index, timestamp_s=index / 30.0, source="test://")
+
+
+def read_video(path: Path) -> Tuple[int, List[np.ndarray]]:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        assert capture.isOpened(), f"cannot open {path}"
+        frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        frames = []
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            frames.append(image)
+        return frame_count, frames
+    finally:
+        capture.release()
+
+
+# -- Sink base -----------------------------------------------------------------------------
+
+
+class CountingSink(Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.closes = 0
+
+    def _write(self, frame, annotated, record) -> bool:
+        self.writes += 1
+        return True
+
+    def _close(self) -> None:
+        self.closes += 1
+
+
+def test_sink_is_a_context_manager_and_close_is_idempotent():
+    with CountingSink() as sink:
+        assert sink.write(make_frame(0), None, {}) is True
+    assert sink.closed and sink.closes == 1
+    sink.close()
+    sink.close()
+    assert sink.closes == 1
+    with pytest.raises(RuntimeError, match="closed"):
+        sink.write(make_frame(1), None, {})
+
+
+@pytest.mark.parametrize(
+    "make, needs_annotated",
+    [
+        (lambda tmp: VideoSink(tmp / "a.mp4"), True),
+        (lambda tmp: ImageSink(str(tmp / "a_%03d.png")), True),
+        (lambda tmp: JsonLinesSink(io.StringIO()), False),
+    ],
+    ids=["video", "image", "jsonl"],
+)
+def test_needs_annotated(tmp_path, make, needs_annotated):
+    with make(tmp_path) as sink:
+        assert sink.needs_annotated is needs_annotated
+
+
+# -- VideoSink -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", sorted(VIDEO_FOURCC_BY_EXT))
+def test_video_sink_writes_frames_that_read_back(tmp_path, ext):
+    path = tmp_path / f"clip{ext}"
+    count = 12
+    with VideoSink(path, fps=15.0) as sink:
+        for i in range(count):
+            assert sink.write(make_frame(i), None, {}) is True
+        assert sink.frames_written == count
+    frame_count, frames = read_video(path)
+    assert frame_count == count
+    assert len(frames) == count
+    for i, image in enumerate(frames):
+        assert image.shape == (SIZE_WH[1], SIZE_WH[0], 3)
+        assert abs(float(image.mean()) - float(make_frame(i).image.mean())) < 12  # lossy codecs
+    capture = cv2.VideoCapture(str(path))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(15.0, abs=0.01)
+    capture.release()
+
+
+def test_video_sink_prefers_the_annotated_image(tmp_path):
+    path = tmp_path / "annotated.avi"
+    frame = make_frame(0)
+    annotated = np.full_like(frame.image, 200)
+    with VideoSink(path, fps=10) as sink:
+        sink.write(frame, annotated, {})
+    _, frames = read_video(path)
+    assert abs(float(frames[0].mean()) - 200) < 5
+
+
+def test_video_sink_resizes_frames_to_the_first_size(tmp_path):
+    path = tmp_path / "sizes.mp4"
+    sizes = [SIZE_WH, (320, 240), (80, 60), SIZE_WH]
+    with VideoSink(path, fps=10) as sink:
+        for i, size_wh in enumerate(sizes):
+            sink.write(make_frame(i, size_wh), None, {})
+        assert sink.size_wh == SIZE_WH
+    frame_count, frames = read_video(path)
+    assert frame_count == len(sizes)
+    assert [image.shape[:2] for image in frames] == [(SIZE_WH[1], SIZE_WH[0])] * len(sizes)
+
+
+@pytest.mark.parametrize(
+    "fps, expected",
+    [(None, DEFAULT_VIDEO_FPS), (0.0, DEFAULT_VIDEO_FPS), (float("nan"), DEFAULT_VIDEO_FPS), (12.5, 12.5)],
+)
+def test_video_sink_fps(tmp_path, fps, expected):
+    assert VideoSink(tmp_path / "x.mp4", fps).fps == expected
+
+
+def test_video_sink_closed_in_finally_after_keyboard_interrupt_is_readable(tmp_path):
+    path = tmp_path / "interrupted.mp4"
+    sink = VideoSink(path, fps=30)
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            for i in range(100):
+                if i == 7:
+                    raise KeyboardInterrupt
+                sink.write(make_frame(i), None, {})
+        finally:
+            sink.close()
+    sink.close()  # the pipeline's outer cleanup may close again
+    frame_count, frames = read_video(path)
+    assert frame_count == 7 and len(frames) == 7
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from edge.results import Frame
+    from edge.sinks import VideoSink
+
+    sink = VideoSink(sys.argv[1], fps=30)
+    try:
+        for i in range(100000):
+            sink.write(Frame(np.full((120, 160, 3), i % 250, np.uint8), i, 0.0), None, {})
+            if i == 4:
+                print("ready", flush=True)
+    finally:
+        sink.close()
+        print("written", sink.frames_written, flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform.startswith("win"), reason="SIGINT to a child process is POSIX only")
+def test_video_sink_survives_a_real_sigint(tmp_path):
+    path = tmp_path / "sigint.mp4"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)  # a safety net, not a timing assertion
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert "KeyboardInterrupt" in err
+    written = int(out.split()[-1])
+    frame_count, frames = read_video(path)
+    assert written >= 5
+    assert frame_count == written and len(frames) == written
+
+
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("clip.webm", "unsupported video extension"),
+        ("clip", "unsupported video extension"),
+        ("missing/clip.mp4", "does not exist.*mkdir -p"),
+    ],
+)
+def test_video_sink_refuses_bad_paths_before_any_frame(tmp_path, name, match):
+    with pytest.raises(EdgeError, match=match):
+        VideoSink(tmp_path / name)
+
+
+def test_video_sink_that_cannot_open_says_how_to_fix_it(tmp_path):
+    path = tmp_path / "taken.mp4"
+    path.mkdir()  # a folder where the file should go
+    with VideoSink(path, fps=10) as sink, pytest.raises(EdgeError, match="cannot open a video writer.*Fix:"):
+        sink.write(make_frame(0), None, {})
+
+
+def test_video_sink_without_frames_closes_cleanly(tmp_path):
+    sink = VideoSink(tmp_path / "empty.mp4")
+    sink.close()
+    assert sink.frames_written == 0 and not (tmp_path / "empty.mp4").exists()
+
+
+# -- JSON lines ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "record, expected",
+    [
+        ({"a": np.float32(0.5), "b": np.int64(3), "c": np.bool_(True)}, {"a": 0.5, "b": 3, "c": True}),
+        ({"xs": np.array([[1, 2], [3, 4]], np.int32)}, {"xs": [[1, 2], [3, 4]]}),
+        ({"nan": float("nan"), "inf": float("inf"), "ok": 1.5}, {"nan": None, "inf": None, "ok": 1.5}),
+        ({"np_nan": np.float32("nan"), "np64": np.float64("-inf")}, {"np_nan": None, "np64": None}),
+        ({"arr": np.array([1.0, np.nan, np.inf])}, {"arr": [1.0, None, None]}),
+        (
+            {"nested": [{"t": (1, np.float16(2.0))}], 7: "int key"},
+            {"nested": [{"t": [1, 2.0]}], "7": "int key"},
+        ),
+        ({"path": Path("a/b.mp4"), "ids": {3, 1}}, {"path": "a/b.mp4", "ids": [1, 3]}),
+    ],
+    ids=["scalars", "array", "nan", "np-nan", "array-nan", "nested", "path-set"],
+)
+def test_json_lines_serialise_numpy_and_replace_nan(record, expected):
+    line = dumps_line(record)
+    assert "NaN" not in line and "Infinity" not in line and ", " not in line and ": " not in line
+    assert json.loads(line) == expected
+
+
+def test_json_lines_serialise_results():
+    detections = Detections([[1, 2, 3, 4]], [0.5], [1], labels=["a", "b"])
+    assert json.loads(dumps_line({"result": detections})) == {
+        "result": json.loads(json.dumps(detections.to_json()))
+    }
+
+
+def test_json_lines_refuse_unknown_objects():
+    with pytest.raises(TypeError, match="object"):
+        dumps_line({"x": object()})
+
+
+def records(count: int) -> List[Dict[str, Any]]:
+    detections = Detections([[10, 20, 30, 40]], [0.75], [0])
+    return [
+        {
+            "frame": i,
+            "timestamp_s": i / 30,
+            "result": detections.to_json(),
+            "stage_ms": {"infer": np.float64(1.5)},
+        }
+        for i in range(count)
+    ]
+
+
+def test_json_lines_file_has_one_parsable_line_per_frame_flushed_as_written(tmp_path):
+    path = tmp_path / "out.jsonl"
+    with JsonLinesSink(str(path)) as sink:
+        for i, record in enumerate(records(3)):
+            assert sink.write(make_frame(i), None, record) is True
+            assert len(path.read_text().splitlines()) == i + 1  # flushed per line
+        stream = sink.stream
+    assert stream.closed
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["frame"] for line in lines] == [0, 1, 2]
+    assert lines[0]["result"]["detections"][0]["box_xyxy"] == [10.0, 20.0, 30.0, 40.0]
+    assert lines[2]["stage_ms"] == {"infer": 1.5}
+
+
+def test_json_lines_to_stdout(capsys):
+    with JsonLinesSink("-") as sink:
+        sink.write(make_frame(0), None, {"frame": 0})
+    assert sys.stdout.closed is False
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == [{"frame": 0}]
+
+
+def test_json_lines_leave_a_given_stream_open():
+    stream = io.StringIO()
+    with JsonLinesSink(stream) as sink:
+        sink.write(make_frame(0), None, {"frame": 0})
+    assert not stream.closed and stream.getvalue() == '{"frame":0}\n'
+
+
+class BrokenPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError
+
+
+def test_json_lines_reader_gone_means_stop():
+    with JsonLinesSink(BrokenPipe()) as sink:
+        assert sink.write(make_frame(0), None, {"frame": 0}) is False
+
+
+# -- WindowSink ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "platform, env, expected",
+    [
+        ("linux", {}, False),
+        ("linux", {"DISPLAY": ":0"}, True),
+        ("linux", {"WAYLAND_DISPLAY": "wayland-0"}, True),
+        ("linux", {"DISPLAY": ""}, False),
+        ("darwin", {}, True),
+        ("win32", {}, True),
+    ],
+)
+def test_display_available(monkeypatch, platform, env, expected):
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert display_available() is expected
+
+
+@pytest.fixture
+def no_display(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+
+
+@pytest.fixture
+def fake_display(monkeypatch):
+    """A DISPLAY value, so WindowSink can be built; tests that use it never open the window."""
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setattr("edge.sinks.opencv_has_gui", lambda: True)
+
+
+def test_window_sink_without_display_says_run_headless(no_display):
+    with pytest.raises(EdgeError, match="no display.*--headless or set DISPLAY"):
+        WindowSink("edge")
+
+
+class ScriptedGui:
+    """Stands in for cv2's window calls: replays keys and window visibility, one per frame."""
+
+    WND_PROP_VISIBLE = cv2.WND_PROP_VISIBLE
+    error = cv2.error
+
+    def __init__(self, keys: List[int], visible: List[float]) -> None:
+        self.keys, self.visible, self.shown = list(keys), list(visible), 0
+
+    def imshow(self, title: str, image: np.ndarray) -> None:
+        self.shown += 1
+
+    def waitKey(self, delay_ms: int) -> int:
+        return self.keys.pop(0) if self.keys else -1
+
+    def getWindowProperty(self, title: str, prop: int) -> float:
+        return self.visible.pop(0)
+
+    def destroyWindow(self, title: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "keys, visible, expected",
+    [
+        ([-1, -1, -1], [1, 1, 1], [True, True, True]),
+        ([-1, ord("q")], [1, 1], [True, False]),
+        ([-1, 27], [1, 1], [True, False]),  # Esc
+        ([-1, -1], [1, 0], [True, False]),  # window closed with the mouse
+        ([-1, -1], [-1, -1], [True, True]),  # backend without the property: never a false stop
+    ],
+    ids=["runs", "q", "esc", "closed", "no-property"],
+)
+def test_window_sink_stops_on_q_esc_or_close(fake_display, keys, visible, expected):
+    sink = WindowSink("edge")
+    sink._cv2 = ScriptedGui(keys, visible)
+    assert [sink.write(make_frame(i), None, {}) for i in range(len(expected))] == expected
+    sink.close()
+
+
+@pytest.mark.skipif(not display_available(), reason="needs a display")
+def test_window_sink_shows_a_real_window():
+    with WindowSink("edge test") as sink:
+        assert sink.write(make_frame(0), None, {}) is True
+
+
+# -- ImageSink -----------------------------------------------------------------------------
+
+
+def test_image_sink_pattern_writes_one_file_per_frame(tmp_path):
+    with ImageSink(str(tmp_path / "out_%05d.png")) as sink:
+        for i in (0, 1, 7):
+            sink.write(make_frame(i), None, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out_00000.png", "out_00001.png", "out_00007.png"]
+    assert np.array_equal(cv2.imread(str(tmp_path / "out_00007.png")), make_frame(7).image)
+
+
+def test_image_sink_folder_is_created_and_filled(tmp_path):
+    with ImageSink(str(tmp_path / "frames") + os.sep) as sink:
+        sink.write(make_frame(3), None, {})
+    image = cv2.imread(str(tmp_path / "frames" / "frame_000003.jpg"))
+    assert image is not None and image.shape == (SIZE_WH[1], SIZE_WH[0], 3)
+
+
+def test_image_sink_plain_file_keeps_the_newest_frame(tmp_path):
+    path = tmp_path / "snap.png"
+    with ImageSink(str(path)) as sink:
+        for i in range(3):
+            sink.write(make_frame(i), None, {})
+    assert [p.name for p in tmp_path.iterdir()] == ["snap.png"]
+    assert np.array_equal(cv2.imread(str(path)), make_frame(2).image)
+
+
+@pytest.mark.parametrize(
+    "pattern, match",
+    [
+        ("out_%d_%d.jpg", "one integer field"),
+        ("out_%05d.gif", "unsupported image extension"),
+        ("missing/out_%05d.jpg", "does not exist"),
+        ("missing/deeper/", "does not exist"),
+    ],
+)
+def test_image_sink_refuses_bad_patterns(tmp_path, pattern, match):
+    with pytest.raises(EdgeError, match=match):
+        ImageSink(os.path.join(str(tmp_path), pattern))  # keeps a trailing slash
+
+
+# -- open_sinks ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "outputs, expected_types",
+    [
+        ([], []),
+        (["none"], []),
+        (["-"], [JsonLinesSink]),
+        (["stdout"], [JsonLinesSink]),
+        (["out.jsonl"], [JsonLinesSink]),
+        (["out.json"], [JsonLinesSink]),
+        (["out.mp4"], [VideoSink]),
+        (["OUT.AVI"], [VideoSink]),
+        (["out.mkv"], [VideoSink]),
+        (["out.mov"], [VideoSink]),
+        (["file://out.mp4"], [VideoSink]),
+        (["out_%05d.jpg"], [ImageSink]),
+        (["snap.png"], [ImageSink]),
+        (["frames/"], [ImageSink]),
+        (["existing"], [ImageSink]),  # an existing folder
+        (["out.jsonl", "out.mp4", "-"], [JsonLinesSink, VideoSink, JsonLinesSink]),
+        (["out.mp4", " out.mp4 "], [VideoSink]),  # duplicates collapse
+        (["-", "stdout"], [JsonLinesSink]),
+    ],
+)
+def test_open_sinks_table(tmp_path, monkeypatch, no_display, outputs, expected_types):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing").mkdir()
+    sinks = open_sinks(outputs, headless=False, fps=25.0)
+    try:
+        assert [type(sink) for sink in sinks] == expected_types
+        assert all(sink.fps == 25.0 for sink in sinks if isinstance(sink, VideoSink))
+    finally:
+        for sink in sinks:
+            sink.close()
+
+
+@pytest.mark.parametrize(
+    "outputs, headless, match",
+    [
+        (["rtsp://host:8554/out"], True, "unknown output 'rtsp://host:8554/out'.*out_%05d.jpg.*display"),
+        (["out.xyz"], True, "unknown output 'out.xyz'"),
+        (["missing/out.mp4"], True, "does not exist.*mkdir -p missing"),
+        (["missing/out.jsonl"], True, "does not exist"),
+        (["missing/out_%05d.jpg"], True, "does not exist"),
+        (["out.jsonl", "missing/out.mp4"], True, "does not exist"),
+        (["display"], True, "needs a window but --headless is set"),
+        (["display://0"], False, "no display"),
+    ],
+)
+def test_open_sinks_errors(tmp_path, monkeypatch, no_display, outputs, headless, match):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EdgeError, match=match):
+        open_sinks(outputs, headless=headless, fps=None)
+
+
+@pytest.mark.parametrize(
+    "outputs, headless, expected_windows",
+    [
+        ([], False, 1),  # a display exists: show a window by default
+        (["out.jsonl"], False, 1),
+        ([], True, 0),
+        (["none"], False, 0),  # "none" means no output at all
+        (["display"], False, 1),  # explicit display: exactly one window
+        (["display://0", "display"], False, 1),  # one window, however asked
+    ],
+)
+def test_open_sinks_adds_a_window_where_a_display_exists(
+    tmp_path, monkeypatch, fake_display, outputs, headless, expected_windows
+):
+    monkeypatch.chdir(tmp_path)
+    sinks = open_sinks(outputs, headless=headless, fps=None)
+    assert sum(isinstance(sink, WindowSink) for sink in sinks) == expected_windows
+    for sink in sinks:
+        sink.close()
