@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true", help="no window, even where a display exists")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     run.add_argument("--quiet", action="store_true", help="only errors and the summary")
+    run.add_argument("--summary-json", metavar="FILE", help="also write the run summary as JSON to FILE")
     info = parser.add_argument_group("information")
     info.add_argument("--list-cameras", action="store_true", help="list the cameras found and exit")
     info.add_argument("--list-backends", action="store_true", help="list backends and whether they run here")
@@ -135,6 +136,12 @@ def run(args: argparse.Namespace, say: Any) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgeError(f"--max-frames must be at least 1, got {args.max_frames}", fix="omit it to run until stopped",
                         where="--max-frames")
+    if args.summary_json:
+        import os
+
+        folder = os.path.dirname(os.path.abspath(args.summary_json))
+        if not os.path.isdir(folder):
+            raise EdgeError("folder for the summary does not exist", fix=f"mkdir -p {folder}", where="--summary-json")
     source_uri = args.source
     if source_uri is None:
         source_uri = default_camera()
@@ -159,7 +166,23 @@ def run(args: argparse.Namespace, say: Any) -> int:
             except KeyboardInterrupt:
                 interrupted = True
             say(pipeline.summary.text(source_uri))
+            if args.summary_json:
+                write_summary(args.summary_json, pipeline.summary.to_dict(), source_uri, model.describe())
     return 130 if interrupted else 0
+
+
+def write_summary(path: str, summary: Dict[str, Any], source: str, model: str) -> None:
+    """Write the run summary as one JSON document."""
+    import json
+
+    summary = dict(summary, source=source, model=model)
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=2)
+            handle.write("\n")
+    except OSError as exc:
+        raise EdgeError(f"cannot write the summary ({exc.strerror})", fix="check the folder exists and is writable",
+                        where=path) from None
 
 
 def _sigterm(signum: int, frame: Any) -> None:

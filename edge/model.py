@@ -103,7 +103,7 @@ class Model:
         info = read_onnx(self.path)
         self.info = info
         self.config = resolve_config(info, config, config_file)
-        where = f"{self.path.name} decoder"
+        where = str(self.path)
         labels = list(self.config.labels) if self.config.labels is not None else None
         self.decoder = build_decoder(self.config.decoder, labels=labels, input_wh=self.config.input.size_wh,
                                      where=where)

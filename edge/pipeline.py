@@ -31,6 +31,9 @@ class RunSummary:
     elapsed_s: float = 0.0
     ended: str = ""
     first_result_s: Optional[float] = None
+    #: time.perf_counter() when the first result was delivered (CLOCK_MONOTONIC on Linux: comparable
+    #: across processes, which lets a benchmark measure spawn-to-first-result)
+    first_result_at_s: Optional[float] = None
     dropped: int = 0
     times: StageTimes = field(default_factory=StageTimes)
 
@@ -38,6 +41,18 @@ class RunSummary:
     def fps(self) -> float:
         """Frames per second over the whole run."""
         return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Machine-readable summary (for --summary-json and the benchmarks); times in ms unless named _s."""
+        stages = {}
+        for name in self.times.samples:
+            pcts = self.times.percentiles(name, (50, 95))
+            if pcts:
+                stages[name] = {"p50_ms": round(pcts[0], 4), "p95_ms": round(pcts[1], 4)}
+        return {"frames": self.frames, "elapsed_s": round(self.elapsed_s, 4), "fps": round(self.fps, 3),
+                "ended": self.ended, "dropped": self.dropped, "first_result_s": self.first_result_s,
+                "first_result_at_perf_counter_s": self.first_result_at_s, "stages": stages,
+                "slowest_stage": self.times.slowest_stage()}
 
     def text(self, source: str = "") -> str:
         """The multi-line summary printed when the app stops."""
@@ -195,6 +210,7 @@ class Pipeline:
         timings["latency"] = (now - frame.timestamp_s) * 1e3
         if summary.first_result_s is None:
             summary.first_result_s = now - self.started_s
+            summary.first_result_at_s = now
         summary.times.add(timings)
         summary.frames += 1
         self._recent = {k: v for k, v in timings.items() if k != "latency"}

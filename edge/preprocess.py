@@ -18,6 +18,7 @@ from edge.cv import require_cv2
 from edge.errors import EdgeError
 from edge.transform import Transform
 
+_UINT8 = np.dtype(np.uint8)
 _INTERPOLATION_FLAGS = {"linear": "INTER_LINEAR", "nearest": "INTER_NEAREST", "area": "INTER_AREA",
                         "cubic": "INTER_CUBIC"}
 
@@ -89,57 +90,79 @@ class Preprocessor:
         self._identity = bool(np.all(self._gain == 1) and np.all(self._bias == 0))
         self._plans: dict = {}
         self._interpolation: Any = None
+        self._cv2: Any = None
+        self._last_shape: Tuple[int, ...] = ()
+        self._last_plan: Tuple[Any, ...] = ()
+        self._nchw = input_spec.layout == "NCHW"
+        self._target = self._out[0]
+        self._normalise = not (self._identity or self.dtype == np.uint8)
+        # cheaper passes when the normalisation allows: one scalar gain, no bias
+        if np.all(self._gain == self._gain[0]):
+            self._gain_view = self.dtype.type(self._gain[0])
+        if not np.any(self._bias):
+            self._bias_view = None
 
     @classmethod
     def from_config(cls, config: EdgeConfig) -> "Preprocessor":
         """The preprocessor that a model's edge config describes."""
         return cls(config.input, config.preprocess)
 
-    def _plan(self, source_wh: Tuple[int, int]):
+    def _plan(self, source_wh: Tuple[int, int]) -> Tuple[Any, ...]:
+        """Per source size: (crop slices, resized size, destination view or None, transform, no-op)."""
         plan = self._plans.get(source_wh)
         if plan is None:
             if len(self._plans) > 8:
                 self._plans.clear()
-            plan = self._plans[source_wh] = geometry(source_wh, self.input_wh, self.spec.resize)
+            (x, y, w, h), resized_wh, (px, py), transform = geometry(source_wh, self.input_wh, self.spec.resize)
+            crop = (slice(y, y + h), slice(x, x + w))
+            destination = None
+            if resized_wh != self.input_wh:  # letterbox: resize into the padded canvas
+                destination = self._canvas[py:py + resized_wh[1], px:px + resized_wh[0]]
+            plan = (crop, resized_wh, destination, transform, resized_wh == (w, h) == self.input_wh)
+            self._plans[source_wh] = plan
         return plan
 
     def resize(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, Transform]:
         """The geometric step only: (H, W, 3) uint8 image at model size, and its Transform."""
-        cv2 = require_cv2("preprocessing")
-        image_bgr = _check_image(image_bgr)
-        if self._interpolation is None:
-            self._interpolation = getattr(cv2, _INTERPOLATION_FLAGS[self.spec.interpolation])
-        source_wh = (image_bgr.shape[1], image_bgr.shape[0])
-        (x, y, w, h), resized_wh, (px, py), transform = self._plan(source_wh)
-        region = image_bgr[y:y + h, x:x + w]
-        if resized_wh == self.input_wh:
-            if resized_wh == (w, h):
-                return region, transform
+        if (type(image_bgr) is not np.ndarray or image_bgr.dtype is not _UINT8 or image_bgr.ndim != 3
+                or image_bgr.shape[2] != 3 or not image_bgr.size):
+            _check_image(image_bgr)  # the thorough check, on the rare path
+        cv2 = self._cv2 or self._load_cv2()
+        shape = image_bgr.shape
+        if shape != self._last_shape:
+            self._last_plan = self._plan((shape[1], shape[0]))
+            self._last_shape = shape
+        crop, resized_wh, destination, transform, unchanged = self._last_plan
+        region = image_bgr[crop]
+        if unchanged:
+            return region, transform
+        if destination is None:
             return cv2.resize(region, resized_wh, interpolation=self._interpolation), transform
-        canvas = self._canvas
-        cv2.resize(region, resized_wh, dst=canvas[py:py + resized_wh[1], px:px + resized_wh[0]],
-                   interpolation=self._interpolation)
-        return canvas, transform
+        cv2.resize(region, resized_wh, dst=destination, interpolation=self._interpolation)
+        return self._canvas, transform
+
+    def _load_cv2(self) -> Any:
+        self._cv2 = require_cv2("preprocessing")
+        self._interpolation = getattr(self._cv2, _INTERPOLATION_FLAGS[self.spec.interpolation])
+        return self._cv2
 
     def __call__(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, Transform]:
         """Preprocess one BGR uint8 frame: (input tensor with batch dim, Transform back to the frame)."""
         resized, transform = self.resize(image_bgr)
-        out = self._out
-        nchw = self.input_spec.layout == "NCHW"
         if self.channels == 1:
-            cv2 = require_cv2("preprocessing")
-            planes = cv2.cvtColor(resized, cv2.COLOR_BGR2GRAY)[None]
-        elif nchw:
+            planes = self._cv2.cvtColor(resized, self._cv2.COLOR_BGR2GRAY)
+            planes = planes[None] if self._nchw else planes[:, :, None]
+        elif self._nchw:
             planes = (resized[:, :, ::-1] if self._swap else resized).transpose(2, 0, 1)
         else:
             # numpy casts a reversed-channel view slowly; OpenCV swaps contiguously
-            planes = require_cv2("preprocessing").cvtColor(resized, 4) if self._swap else resized  # 4: BGR2RGB
-        target = out[0]
-        np.copyto(target, planes if nchw or self.channels == 3 else planes.transpose(1, 2, 0), casting="unsafe")
-        if not (self._identity or self.dtype == np.uint8):
+            planes = self._cv2.cvtColor(resized, self._cv2.COLOR_BGR2RGB) if self._swap else resized
+        np.copyto(self._target, planes, casting="unsafe")
+        if self._normalise:
             self._flat *= self._gain_view
-            self._flat += self._bias_view
-        return out, transform
+            if self._bias_view is not None:
+                self._flat += self._bias_view
+        return self._out, transform
 
 
 def _check_image(image: Any) -> np.ndarray:

@@ -51,8 +51,8 @@ class ClassifyDecoder(Decoder):
             return self.output_names[0]
         if len(names) != 1:
             found = ", ".join(names) or "none"
-            raise self.error(f"the model has {len(names)} outputs ({found}) and the classify decoder does not "
-                             "say which one holds the class scores",
+            raise self.error(f"the model has {len(names)} outputs ({found}) and the classify decoder "
+                             "does not say which one holds the class scores",
                              "set decoder.output to the name of the scores output")
         self.output_names = (names[0],)
         return names[0]

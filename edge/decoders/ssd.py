@@ -115,9 +115,9 @@ class SsdAnchorsDecoder(Decoder):
         count, width = shape[1], shape[2]
         values = 4 + 2 * self.num_keypoints
         if isinstance(count, int) and count != self.num_anchors:
-            raise self.shape_error(name, f"{self.num_anchors} boxes (the anchors from decoder.anchors)",
-                                   list(shape),
-                                   "check decoder.anchors (num_layers, strides, input_size_wh) against the model")
+            expected = f"{self.num_anchors} boxes (the anchors from decoder.anchors)"
+            fix = "check decoder.anchors (num_layers, strides, input_size_wh) against the model"
+            raise self.shape_error(name, expected, list(shape), fix)
         if name == self.boxes_output and isinstance(width, int) and width != values:
             fix = "check the model's outputs"
             if width >= 4 and width % 2 == 0:

@@ -13,7 +13,8 @@ BLAZEFACE_SHORT = dict(num_layers=4, min_scale=0.1484375, max_scale=0.75, input_
                        anchor_offset_xy=(0.5, 0.5), strides=[8, 16, 16, 16], aspect_ratios=[1.0],
                        fixed_anchor_size=True)
 BLAZEFACE_FULL = dict(num_layers=1, min_scale=0.1484375, max_scale=0.75, input_size_wh=(192, 192),
-                      strides=[4], aspect_ratios=[1.0], interpolated_scale_aspect_ratio=0.0, fixed_anchor_size=True)
+                      strides=[4], aspect_ratios=[1.0], interpolated_scale_aspect_ratio=0.0,
+                      fixed_anchor_size=True)
 # Non-square input, two aspect ratios, sizes from the scales: hand-computed below.
 SIZED = dict(num_layers=2, min_scale=0.2, max_scale=0.6, input_size_wh=(64, 32), strides=[16, 32],
              aspect_ratios=[1.0, 2.0])
@@ -23,8 +24,8 @@ R2 = math.sqrt(2.0)
 
 
 def reference_anchors(num_layers, min_scale, max_scale, input_size_wh, strides, aspect_ratios,
-                      anchor_offset_xy=(0.5, 0.5), interpolated_scale_aspect_ratio=1.0, fixed_anchor_size=False,
-                      reduce_boxes_in_lowest_layer=False):
+                      anchor_offset_xy=(0.5, 0.5), interpolated_scale_aspect_ratio=1.0,
+                      fixed_anchor_size=False, reduce_boxes_in_lowest_layer=False):
     """Line-by-line port of SsdAnchorsCalculator::GenerateAnchors, loops and all."""
     anchors = []
     layer_id = 0
@@ -131,10 +132,11 @@ def test_anchor_scale(min_scale, max_scale, index, count, expected):
 @pytest.mark.parametrize("options", [
     BLAZEFACE_SHORT, BLAZEFACE_FULL, SIZED, REDUCED,
     dict(SIZED, input_size_wh=(100, 60), anchor_offset_xy=(0.25, 0.75)),
-    dict(num_layers=5, min_scale=0.1171875, max_scale=0.75, input_size_wh=(256, 256), strides=[8, 16, 32, 32, 32],
-         aspect_ratios=[1.0]),
-    dict(num_layers=6, min_scale=0.2, max_scale=0.95, input_size_wh=(300, 300), strides=[16, 32, 64, 128, 256, 512],
-         aspect_ratios=[1.0, 2.0, 0.5, 3.0, 0.3333], reduce_boxes_in_lowest_layer=True),
+    dict(num_layers=5, min_scale=0.1171875, max_scale=0.75, input_size_wh=(256, 256),
+         strides=[8, 16, 32, 32, 32], aspect_ratios=[1.0]),
+    dict(num_layers=6, min_scale=0.2, max_scale=0.95, input_size_wh=(300, 300),
+         strides=[16, 32, 64, 128, 256, 512], aspect_ratios=[1.0, 2.0, 0.5, 3.0, 0.3333],
+         reduce_boxes_in_lowest_layer=True),
 ])
 def test_matches_loop_port(options):
     np.testing.assert_allclose(ssd_anchors(**options), reference_anchors(**options), rtol=1e-6, atol=1e-7)

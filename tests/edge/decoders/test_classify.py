@@ -88,7 +88,8 @@ def test_check_outputs_adopts_the_single_output():
     ({"output": "probs"}, ["a", "b"], {"features": [1, 64], "probs": [1, 2]}),
 ])
 def test_check_outputs_accepts(params, labels, shapes):
-    build_decoder(dict({"type": "classify"}, **params), labels=labels, input_wh=(224, 224)).check_outputs(shapes)
+    decoder = build_decoder(dict({"type": "classify"}, **params), labels=labels, input_wh=(224, 224))
+    decoder.check_outputs(shapes)
 
 
 @pytest.mark.parametrize("params, labels, shapes, message", [

@@ -53,7 +53,8 @@ def test_greedy_nms_suppressed_box_does_not_suppress():
 
 def test_weighted_nms_merges_overlap_to_weighted_mean():
     keypoints = np.array([[[2, 2], [8, 2]], [[3, 3], [9, 3]]], np.float32)
-    boxes, scores, merged_keypoints = weighted_nms(np.array([A, B], np.float32), np.array([0.9, 0.6]), keypoints, 0.3)
+    boxes_xyxy = np.array([A, B], np.float32)
+    boxes, scores, merged_keypoints = weighted_nms(boxes_xyxy, np.array([0.9, 0.6]), keypoints, 0.3)
     # (0.9 * A + 0.6 * B) / 1.5 = A + 0.4
     np.testing.assert_allclose(boxes, [[0.4, 0.4, 10.4, 10.4]], rtol=1e-6)
     np.testing.assert_allclose(scores, [0.9])  # the best score, not the mean

@@ -13,8 +13,8 @@ from edge.errors import EdgeError
 
 ANCHORS = {"num_layers": 4, "min_scale": 0.1484375, "max_scale": 0.75, "strides": [8, 16, 16, 16],
            "aspect_ratios": [1.0], "fixed_anchor_size": True}
-SSD = {"type": "ssd_anchors", "boxes_output": "regressors", "scores_output": "classificators", "anchors": ANCHORS,
-       "box_format": "xywh", "coord_scale_xywh": [128, 128, 128, 128]}
+SSD = {"type": "ssd_anchors", "boxes_output": "regressors", "scores_output": "classificators",
+       "anchors": ANCHORS, "box_format": "xywh", "coord_scale_xywh": [128, 128, 128, 128]}
 
 
 def ssd(path="", value=None, remove=False):
@@ -47,7 +47,8 @@ def test_ssd_defaults():
 
 def test_classify_defaults():
     decoder = build_decoder({"type": "classify"}, labels=None, input_wh=(224, 224))
-    assert (decoder.output_names, decoder.activation, decoder.top_k, decoder.score_threshold) == ((), "softmax", 5, 0.0)
+    assert decoder.output_names == ()
+    assert (decoder.activation, decoder.top_k, decoder.score_threshold) == ("softmax", 5, 0.0)
 
 
 def test_keypoint_count_follows_names():
@@ -64,24 +65,31 @@ def test_choices_are_case_insensitive():
     ({"type": "yolo"}, ["unknown decoder type 'yolo' in 'decoder.type' (known: classify, ssd_anchors)"]),
     ({}, ["unknown decoder type None", "known: classify, ssd_anchors"]),
     ("ssd", ["decoder field 'decoder': expected an object"]),
-    (ssd("boxes_output", remove=True), ["decoder field 'decoder.boxes_output' is missing (expected a non-empty string)"]),
+    (ssd("boxes_output", remove=True),
+     ["decoder field 'decoder.boxes_output' is missing (expected a non-empty string)"]),
     (ssd("boxes_output", ""), ["'decoder.boxes_output': expected a non-empty string, found ''"]),
     (ssd("anchors", remove=True), ["'decoder.anchors' is missing"]),
     (ssd("anchors", [8, 16]), ["'decoder.anchors': expected an object, found [8, 16]"]),
-    (ssd("anchors.strides", [8, 16]), ["'decoder.anchors.strides': expected num_layers = 4 strides, found [8, 16]"]),
-    (ssd("anchors.strides", [8, 16, 16, 0]), ["'decoder.anchors.strides': expected a non-empty list of integers >= 1"]),
+    (ssd("anchors.strides", [8, 16]),
+     ["'decoder.anchors.strides': expected num_layers = 4 strides, found [8, 16]"]),
+    (ssd("anchors.strides", [8, 16, 16, 0]),
+     ["'decoder.anchors.strides': expected a non-empty list of integers >= 1"]),
     (ssd("anchors.strides", [8, 16, 16, 16.5]), ["'decoder.anchors.strides'", "found [8, 16, 16, 16.5]"]),
     (ssd("anchors.num_layers", 0), ["'decoder.anchors.num_layers': expected an integer >= 1, found 0"]),
     (ssd("anchors.num_layers", True), ["'decoder.anchors.num_layers': expected an integer >= 1, found True"]),
     (ssd("anchors.min_scale", -0.1), ["'decoder.anchors.min_scale': expected a number > 0, found -0.1"]),
-    (ssd("anchors.aspect_ratios", []), ["'decoder.anchors.aspect_ratios': expected a non-empty list of numbers > 0"]),
+    (ssd("anchors.aspect_ratios", []),
+     ["'decoder.anchors.aspect_ratios': expected a non-empty list of numbers > 0"]),
     (ssd("anchors.input_size_wh", [128]), ["'decoder.anchors.input_size_wh': expected 2 integers >= 1"]),
-    (ssd("anchors.anchor_offset_xy", [0.5]), ["'decoder.anchors.anchor_offset_xy': expected 2 numbers, found [0.5]"]),
-    (ssd("anchors.fixed_anchor_size", "yes"), ["'decoder.anchors.fixed_anchor_size': expected true or false"]),
+    (ssd("anchors.anchor_offset_xy", [0.5]),
+     ["'decoder.anchors.anchor_offset_xy': expected 2 numbers, found [0.5]"]),
+    (ssd("anchors.fixed_anchor_size", "yes"),
+     ["'decoder.anchors.fixed_anchor_size': expected true or false"]),
     (ssd("anchors.stride", [8]), ["unknown field 'decoder.anchors.stride'", "valid: num_layers, min_scale"]),
     (ssd("box_format", "xyxy"), ["'decoder.box_format': expected one of xywh, yxhw, found 'xyxy'"]),
     (ssd("box_format", remove=True), ["'decoder.box_format' is missing (expected one of xywh, yxhw)"]),
-    (ssd("coord_scale_xywh", [128, 128]), ["'decoder.coord_scale_xywh': expected 4 numbers > 0, found [128, 128]"]),
+    (ssd("coord_scale_xywh", [128, 128]),
+     ["'decoder.coord_scale_xywh': expected 4 numbers > 0, found [128, 128]"]),
     (ssd("coord_scale_xywh", [128, 128, 0, 128]), ["'decoder.coord_scale_xywh': expected 4 numbers > 0"]),
     (ssd("num_keypoints", -1), ["'decoder.num_keypoints': expected an integer >= 0, found -1"]),
     (dict(ssd("num_keypoints", 6), keypoint_names=["eye"]),
@@ -89,12 +97,14 @@ def test_choices_are_case_insensitive():
     (ssd("score_threshold", -0.1), ["'decoder.score_threshold': expected a number in [0, 1], found -0.1"]),
     (ssd("score_threshold", 1.5), ["'decoder.score_threshold': expected a number in [0, 1], found 1.5"]),
     (ssd("score_threshold", "0.5"), ["'decoder.score_threshold': expected a number in [0, 1], found '0.5'"]),
-    (ssd("score_threshold", float("nan")), ["'decoder.score_threshold': expected a number in [0, 1], found nan"]),
+    (ssd("score_threshold", float("nan")),
+     ["'decoder.score_threshold': expected a number in [0, 1], found nan"]),
     (ssd("score_treshold", 0.5), ["unknown field 'decoder.score_treshold'", "valid: type, boxes_output",
                                   "score_threshold", "Fix: fix the spelling or remove the field"]),
     (ssd("score_clip", 0), ["'decoder.score_clip': expected a number > 0, found 0"]),
     (ssd("score_sigmoid", 1), ["'decoder.score_sigmoid': expected true or false, found 1"]),
-    (ssd("nms.method", "soft"), ["'decoder.nms.method': expected one of weighted, greedy, none, found 'soft'"]),
+    (ssd("nms.method", "soft"),
+     ["'decoder.nms.method': expected one of weighted, greedy, none, found 'soft'"]),
     (ssd("nms.iou_threshold", 1.2), ["'decoder.nms.iou_threshold': expected a number in [0, 1], found 1.2"]),
     (ssd("nms.max_detections", 0), ["'decoder.nms.max_detections': expected an integer >= 1, found 0"]),
     (ssd("nms.iou", 0.3), ["unknown field 'decoder.nms.iou' (valid: method, iou_threshold, max_detections)"]),
@@ -103,9 +113,10 @@ def test_choices_are_case_insensitive():
     ({"type": "classify", "top_k": 0}, ["'decoder.top_k': expected an integer >= 1, found 0"]),
     ({"type": "classify", "top_k": 2.5}, ["'decoder.top_k': expected an integer >= 1, found 2.5"]),
     ({"type": "classify", "output": 3}, ["'decoder.output': expected a non-empty string, found 3"]),
-    ({"type": "classify", "score_threshold": -1}, ["'decoder.score_threshold': expected a number in [0, 1], found -1"]),
-    ({"type": "classify", "topk": 3}, ["unknown field 'decoder.topk' (valid: type, output, activation, top_k, "
-                                       "score_threshold)"]),
+    ({"type": "classify", "score_threshold": -1},
+     ["'decoder.score_threshold': expected a number in [0, 1], found -1"]),
+    ({"type": "classify", "topk": 3},
+     ["unknown field 'decoder.topk' (valid: type, output, activation, top_k, score_threshold)"]),
 ])
 def test_bad_params(params, messages):
     with pytest.raises(EdgeError) as error:

@@ -22,7 +22,8 @@ BLAZEFACE = {
                 "anchor_offset_xy": [0.5, 0.5], "strides": [8, 16, 16, 16], "aspect_ratios": [1.0],
                 "interpolated_scale_aspect_ratio": 1.0, "fixed_anchor_size": True},
     "box_format": "xywh", "coord_scale_xywh": [128, 128, 128, 128], "num_keypoints": 6,
-    "keypoint_names": ["right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion"],
+    "keypoint_names": ["right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion",
+                       "left_ear_tragion"],
     "score_sigmoid": True, "score_clip": 100.0, "score_threshold": 0.5,
     "nms": {"method": "weighted", "iou_threshold": 0.3, "max_detections": 100},
 }
@@ -31,7 +32,8 @@ IDENTITY = Transform(scale_xy=(1, 1), offset_xy=(0, 0), input_wh=(128, 128), sou
 LETTERBOX = Transform(scale_xy=(2, 2), offset_xy=(0, -64), input_wh=(128, 128), source_wh=(256, 128))
 # One face, normalised [x_center, y_center, w, h], and its 6 keypoints normalised (x, y).
 FACE_XYWH = np.array([0.375, 0.5, 0.25, 0.25])
-FACE_KEYPOINTS = np.array([[0.33, 0.45], [0.42, 0.45], [0.375, 0.5], [0.375, 0.56], [0.27, 0.48], [0.48, 0.48]])
+FACE_KEYPOINTS = np.array([[0.33, 0.45], [0.42, 0.45], [0.375, 0.5], [0.375, 0.56], [0.27, 0.48],
+                           [0.48, 0.48]])
 LOGIT_OFF = -50.0
 
 
@@ -47,7 +49,7 @@ def params(**changes):
 
 
 def encode(decoder, rows):
-    """Raw outputs for {anchor index: (xywh, keypoints or None, logit or [logits])}; other anchors score LOGIT_OFF."""
+    """Raw outputs for {anchor index: (xywh, keypoints or None, logit(s))}; other anchors score LOGIT_OFF."""
     anchors = decoder.anchors_xywh.astype(np.float64)
     scale = np.asarray(decoder.coord_scale_xywh)
     width = 4 + 2 * decoder.num_keypoints
@@ -58,7 +60,8 @@ def encode(decoder, rows):
         ax, ay, aw, ah = anchors[index]
         xywh = np.asarray(xywh, np.float64)
         centre = (xywh[:2] - [ax, ay]) / [aw, ah] * scale[:2]
-        size = np.log(xywh[2:] / [aw, ah]) * scale[2:] if decoder.box_size_exp else xywh[2:] / [aw, ah] * scale[2:]
+        relative_size = xywh[2:] / [aw, ah]
+        size = (np.log(relative_size) if decoder.box_size_exp else relative_size) * scale[2:]
         row = [*centre, *size]
         if keypoints is not None:
             row += list(((np.asarray(keypoints) - [ax, ay]) / [aw, ah] * scale[:2]).ravel())
@@ -132,21 +135,23 @@ def test_weighted_nms_merges_two_anchors():
     decoder = build_decoder(BLAZEFACE, labels=None, input_wh=(128, 128))
     other = FACE_XYWH + [0.01, 0.01, 0.0, 0.0]
     logits = (1.0, np.log(3.0))  # sigmoid: 0.731 and 0.75
-    outputs = encode(decoder, {100: (FACE_XYWH, FACE_KEYPOINTS, logits[0]), 101: (other, FACE_KEYPOINTS + 0.01,
-                                                                                 logits[1])})
+    outputs = encode(decoder, {100: (FACE_XYWH, FACE_KEYPOINTS, logits[0]),
+                               101: (other, FACE_KEYPOINTS + 0.01, logits[1])})
     result = decoder(outputs, IDENTITY)
     weights = 1 / (1 + np.exp(-np.array(logits)))
     expected_xywh = (weights[0] * FACE_XYWH + weights[1] * other) / weights.sum()
     np.testing.assert_allclose(result.boxes_xyxy, [xywh_to_xyxy_px(expected_xywh)], atol=1e-3)
     np.testing.assert_allclose(result.scores, [0.75], rtol=1e-6)
-    np.testing.assert_allclose(result.keypoints_xy[0], (FACE_KEYPOINTS + 0.01 * weights[1] / weights.sum()) * 128,
-                               atol=1e-3)
+    expected_keypoints = (FACE_KEYPOINTS + 0.01 * weights[1] / weights.sum()) * 128
+    np.testing.assert_allclose(result.keypoints_xy[0], expected_keypoints, atol=1e-3)
 
 
 @pytest.mark.parametrize("method, expected_count", [("weighted", 1), ("greedy", 1), ("none", 2)])
 def test_nms_methods_on_two_overlapping_faces(method, expected_count):
-    decoder = build_decoder(params(nms={"method": method, "iou_threshold": 0.3}), labels=None, input_wh=(128, 128))
-    outputs = encode(decoder, {100: (FACE_XYWH, FACE_KEYPOINTS, 1.0), 101: (FACE_XYWH + 0.01, FACE_KEYPOINTS, 2.0)})
+    decoder = build_decoder(params(nms={"method": method, "iou_threshold": 0.3}), labels=None,
+                            input_wh=(128, 128))
+    outputs = encode(decoder, {100: (FACE_XYWH, FACE_KEYPOINTS, 1.0),
+                               101: (FACE_XYWH + 0.01, FACE_KEYPOINTS, 2.0)})
     result = decoder(outputs, IDENTITY)
     assert len(result) == expected_count
     assert result.scores[0] == pytest.approx(1 / (1 + np.exp(-2.0)))
@@ -155,7 +160,8 @@ def test_nms_methods_on_two_overlapping_faces(method, expected_count):
 def test_max_detections_and_best_first():
     decoder = build_decoder(params(nms={"method": "greedy", "iou_threshold": 0.3, "max_detections": 2}),
                             labels=None, input_wh=(128, 128))
-    faces = {i: ([0.1 + 0.2 * n, 0.5, 0.1, 0.1], FACE_KEYPOINTS, float(n)) for n, i in enumerate([600, 610, 620])}
+    faces = {index: ([0.1 + 0.2 * n, 0.5, 0.1, 0.1], FACE_KEYPOINTS, float(n))
+             for n, index in enumerate([600, 610, 620])}
     result = decoder(encode(decoder, faces), IDENTITY)
     np.testing.assert_allclose(result.scores, 1 / (1 + np.exp(-np.array([2.0, 1.0]))), rtol=1e-6)
     np.testing.assert_allclose(result.boxes_xyxy[:, 0], [0.45 * 128, 0.25 * 128], atol=1e-3)
@@ -168,7 +174,8 @@ def test_max_detections_and_best_first():
     (0.0, LOGIT_OFF, 896),
 ])
 def test_threshold(threshold, logit, expected_count):
-    decoder = build_decoder(params(nms={"method": "none", "max_detections": 1000}), labels=None, input_wh=(128, 128))
+    decoder = build_decoder(params(nms={"method": "none", "max_detections": 1000}), labels=None,
+                            input_wh=(128, 128))
     decoder.score_threshold = threshold  # what --threshold does
     result = decoder(encode(decoder, {0: ([0.5, 0.5, 0.2, 0.2], FACE_KEYPOINTS, logit)}), IDENTITY)
     assert len(result) == expected_count
@@ -192,7 +199,8 @@ def test_score_clip_and_huge_logits():
 
 def test_negative_size_boxes_are_dropped():
     decoder = build_decoder(BLAZEFACE, labels=None, input_wh=(128, 128))
-    outputs = encode(decoder, {5: ([0.5, 0.5, -0.2, 0.2], FACE_KEYPOINTS, 3.0), 6: (FACE_XYWH, FACE_KEYPOINTS, 2.0)})
+    outputs = encode(decoder, {5: ([0.5, 0.5, -0.2, 0.2], FACE_KEYPOINTS, 3.0),
+                               6: (FACE_XYWH, FACE_KEYPOINTS, 2.0)})
     result = decoder(outputs, IDENTITY)
     np.testing.assert_allclose(result.boxes_xyxy, [xywh_to_xyxy_px(FACE_XYWH)], atol=1e-4)
 
@@ -226,7 +234,8 @@ def test_check_outputs_accepts(shapes):
 @pytest.mark.parametrize("shapes, labels, message", [
     ({"regressors": [1, 896, 16]}, None, "no output 'classificators' (outputs: regressors)"),
     ({"regressors": [1, 2304, 16], "classificators": [1, 896, 1]}, None, "896 boxes"),
-    ({"regressors": [1, 896, 16], "classificators": [1, 895, 1]}, None, "'classificators' has shape [1, 895, 1]"),
+    ({"regressors": [1, 896, 16], "classificators": [1, 895, 1]}, None,
+     "'classificators' has shape [1, 895, 1]"),
     ({"regressors": [1, 896, 18], "classificators": [1, 896, 1]}, None, "set decoder.num_keypoints to 7"),
     ({"regressors": [896, 16], "classificators": [1, 896, 1]}, None, "3 dimensions"),
     ({"regressors": [2, 896, 16], "classificators": [2, 896, 1]}, None, "batch of 2"),

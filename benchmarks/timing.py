@@ -1,0 +1,48 @@
+"""Small, honest timing helpers: warm-up, interleaved A/B samples, percentiles in microseconds."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, List, Sequence
+
+import numpy as np
+
+
+def sample_us(fn: Callable[[], object], count: int, warmup: int = 20) -> np.ndarray:
+    """Run ``fn`` warmup + count times; per-call durations in microseconds (time.perf_counter)."""
+    for _ in range(warmup):
+        fn()
+    out = np.empty(count)
+    clock = time.perf_counter
+    for i in range(count):
+        start = clock()
+        fn()
+        out[i] = clock() - start
+    return out * 1e6
+
+
+def interleaved_us(fns: Sequence[Callable[[], object]], count: int, warmup: int = 20) -> List[np.ndarray]:
+    """Time several callables in alternation (A B A B ...), so drift and noise hit them equally."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    out = [np.empty(count) for _ in fns]
+    clock = time.perf_counter
+    for i in range(count):
+        for samples, fn in zip(out, fns):
+            start = clock()
+            fn()
+            samples[i] = clock() - start
+    return [samples * 1e6 for samples in out]
+
+
+def describe(samples_us: np.ndarray) -> Dict[str, float]:
+    """min, p50, p95, mean in microseconds."""
+    p50, p95 = np.percentile(samples_us, [50, 95])
+    return {"min_us": float(samples_us.min()), "p50_us": float(p50), "p95_us": float(p95),
+            "mean_us": float(samples_us.mean()), "n": int(len(samples_us))}
+
+
+def empty_call_overhead_us(count: int = 20000) -> float:
+    """The harness's own cost per sample: median time of an empty call, in microseconds."""
+    return float(np.median(sample_us(lambda: None, count, warmup=100)))
