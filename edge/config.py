@@ -232,7 +232,8 @@ def missing_fields(data: Mapping[str, Any]) -> List[str]:
     """Required fields absent from a (possibly partial) config dict, as dotted paths."""
     missing = [f for f in ("task", "input", "decoder") if data.get(f) is None]
     pre = data.get("preprocess") or {}
-    missing += [f"preprocess.{f}" for f in ("color", "scale", "mean", "std") if pre.get(f) is None]
+    if isinstance(pre, Mapping):  # a non-object is reported by validation, naming the field
+        missing += [f"preprocess.{f}" for f in ("color", "scale", "mean", "std") if pre.get(f) is None]
     if "edge_config" not in data:
         missing.insert(0, "edge_config")
     return missing
@@ -240,13 +241,11 @@ def missing_fields(data: Mapping[str, Any]) -> List[str]:
 
 def missing_config_error(missing: Sequence[str], where: str) -> EdgeError:
     """The error for a model without (a complete) edge config: lists fields and the flags that supply them."""
-    flags = [FLAG_FOR_FIELD[f] for f in missing if f in FLAG_FOR_FIELD]
-    return EdgeError(
-        f"the model has no complete edge config (missing: {', '.join(missing)})",
-        fix="embed one with python -m export onnx MODEL --config edge.json, put a sidecar JSON beside the model, "
-        f"or pass {'; '.join(dict.fromkeys(flags))}",
-        where=where,
-    )
+    flags = list(dict.fromkeys(FLAG_FOR_FIELD[f] for f in missing if f in FLAG_FOR_FIELD))
+    fix = "embed one with python -m export onnx MODEL --config edge.json, or put a sidecar JSON beside the model"
+    if flags:
+        fix = fix.replace(", or put", ", put") + f", or pass {'; '.join(flags)}"
+    return EdgeError(f"the model has no complete edge config (missing: {', '.join(missing)})", fix=fix, where=where)
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Dict[str, Any]:
@@ -274,6 +273,8 @@ def load_json(path: Path, where: Optional[str] = None) -> Dict[str, Any]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EdgeError("config file not found", fix="check the path", where=where) from None
+    except IsADirectoryError:
+        raise EdgeError("config path is a folder", fix="give the path of a .json file", where=where) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdgeError(f"config file is not valid JSON ({exc})", fix="fix the JSON syntax", where=where) from None
     if not isinstance(data, dict):

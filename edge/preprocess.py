@@ -132,6 +132,8 @@ class Preprocessor:
         if shape != self._last_shape:
             self._last_plan = self._plan((shape[1], shape[0]))
             self._last_shape = shape
+            if self._last_plan[2] is not None:  # letterbox of a new size: clear the old frame's pixels
+                self._canvas[:] = self.spec.pad_value
         crop, resized_wh, destination, transform, unchanged = self._last_plan
         region = image_bgr[crop]
         if unchanged:

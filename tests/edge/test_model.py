@@ -61,7 +61,7 @@ CASES = {
     "shifted left (face near the edge)": _shift(-120, 0, (512, 512)),
     "scaled down 0.8": _scale(0.8, (512, 512)),
     "scaled up 1.6": _scale(1.6, (820, 820)),
-    "wide 640x360": _shift(100, -60, (640, 360)),
+    "wide 640x360": _shift(100, -40, (640, 360)),
     "wide 1280x720, scaled 2.2": (np.array([[2.2, 0, 150], [0, 2.2, -90]], np.float32), (1280, 720)),
     "tall 400x700": _shift(-40, 150, (400, 700)),
     "rotated +15": _rotate(15),
