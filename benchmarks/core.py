@@ -74,12 +74,12 @@ def preprocessing(count: int) -> List[Dict[str, Any]]:
         for resize in ("stretch", "letterbox"):
             pre = Preprocessor(InputSpec("x", (1, 3, size, size)),
                                PreprocessSpec(color="RGB", resize=resize, scale=1 / 255, mean=(0, 0, 0), std=(1, 1, 1)))
-            ours, blob = interleaved_us([
-                lambda: pre(frame),
-                lambda: cv2.dnn.blobFromImage(frame, 1 / 255, (size, size), (0, 0, 0), swapRB=True, crop=False),
-            ], count)
-            rows.append({"size": size, "resize": resize, "edge": describe(ours), "blobFromImage": describe(blob),
-                         "ratio_p50": float(np.median(ours) / np.median(blob))})
+            def blob(size_wh=(size, size)):
+                return cv2.dnn.blobFromImage(frame, 1 / 255, size_wh, (0, 0, 0), swapRB=True, crop=False)
+
+            ours, theirs = interleaved_us([lambda pre=pre: pre(frame), blob], count)
+            rows.append({"size": size, "resize": resize, "edge": describe(ours), "blobFromImage": describe(theirs),
+                         "ratio_p50": float(np.median(ours) / np.median(theirs))})
     return rows
 
 

@@ -16,7 +16,7 @@ PYTHON_BLOCKS = re.findall(r"<!-- ci:python -->\s*```python\n(.+?)```", README, 
 
 def test_readme_has_the_two_commands():
     for name in ("run", "test"):
-        assert re.search(r"<!-- ci:%s -->\s*```bash\n.+?\n```" % name, README), name
+        assert re.search(rf"<!-- ci:{name} -->\s*```bash\n.+?\n```", README), name
 
 
 @pytest.mark.parametrize("code", PYTHON_BLOCKS)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Tuple
 from edge.cv import has_gstreamer, require_cv2
 from edge.errors import EdgeError
 from edge.sources.base import Grabbed, Source, now_s
-from edge.sources.uri import SourceSpec, csi_pipeline, redact_url, rtsp_pipeline
+from edge.sources.uri import SourceSpec, csi_pipeline, is_jetson, redact_url, rtsp_pipeline
 
 Opener = Callable[[], Any]  # returns an object with isOpened(), read(), release(), get(), set()
 
@@ -292,6 +292,16 @@ def _require_gstreamer(what: str, uri: str) -> None:
         )
 
 
+def _require_csi(uri: str) -> None:
+    _require_gstreamer("a CSI camera (csi://)", uri)
+    if not is_jetson():  # OpenCV can hang for good on a pipeline whose elements do not exist
+        raise EdgeError(
+            "a CSI camera (csi://) needs a Jetson: nvarguscamerasrc comes with JetPack",
+            fix="on this machine use a USB camera (0 or /dev/video0), a video file, or demo://",
+            where=f"source {uri}",
+        )
+
+
 def open_live(spec: SourceSpec, opener: Optional[Opener] = None) -> LiveCaptureSource:
     """Open a live source (v4l2, csi, rtsp, http, gst) from its spec; ``opener`` replaces the real one."""
     reconnect = spec.option_int("reconnect", DEFAULT_RECONNECT)
@@ -302,7 +312,7 @@ def open_live(spec: SourceSpec, opener: Optional[Opener] = None) -> LiveCaptureS
         return LiveCaptureSource(spec.uri, opener, error, reconnect)
     if spec.kind == "csi":
         if opener is None:
-            _require_gstreamer("a CSI camera (csi://)", shown)
+            _require_csi(shown)
             opener = gstreamer_opener(_csi_pipeline_for(spec))
         error = EdgeError(
             f"cannot start CSI camera sensor {spec.target} (nvarguscamerasrc)",

@@ -4,7 +4,8 @@ A background built from ``coffee`` and ``chelsea`` drifts slowly; the ``astronau
 as a white-bordered card, pans across, zooms in and out, leaves the frame and comes back,
 under lighting ramps and mild noise. Each frame is a pure function of (seed, index), so a
 seed gives identical bytes every run. ``Frame.truth["faces_xyxy"]`` lists the astronaut's
-face box in frame pixels when it is fully inside the frame and at least 60 px tall.
+face box in frame pixels when it is fully inside the frame and at least 1/8 of the frame's
+longer side tall (160 px at 1280x720: the default detector's working range).
 
 Options: width, height (default 1280x720), fps (30), seed (0), frames (0 = unlimited),
 realtime (1 paces frames at fps; default 0 delivers them as fast as they are made).
@@ -22,7 +23,9 @@ from edge.cv import require_cv2
 from edge.samples import ASTRONAUT_FACE_XYXY, load_sample
 from edge.sources.base import Grabbed, Source, now_s
 
-MIN_FACE_HEIGHT_PX = 60.0  # smaller faces are left out of the truth: a detector cannot be asked for them
+# Faces smaller than 1/8 of the frame's longer side are left out of the truth: letterboxed into
+# the default detector's 128x128 input they are under 16 px, below what it is made to find.
+MIN_FACE_FRACTION = 1 / 8
 CYCLE_FRAMES = 150
 _BASE_WH = (1280, 720)  # keyframes are written for this size and scaled to the frame
 _CARD_BORDER_PX = 12
@@ -31,16 +34,16 @@ _PAD_PX = 48  # background and noise margins that the per-frame windows slide in
 # (frame in cycle, face centre x, face centre y, face height) in pixels of a 1280x720 frame,
 # eased between keys. Two keys one frame apart make a cut (the card jumps while out of view).
 _KEYS: Sequence[Tuple[int, float, float, float]] = (
-    (0, 640, 300, 90),
-    (25, 420, 320, 150),
-    (45, 700, 380, 225),
-    (65, 1000, 360, 120),
-    (80, 1300, 340, 100),  # face leaves the frame on the right
-    (95, 1750, 340, 100),  # whole card out of view
-    (100, 1750, 340, 100),
-    (101, -450, 380, 70),  # cut: re-enters from the left
-    (125, 300, 400, 52),  # zoomed out below the 60 px truth limit
-    (150, 640, 300, 90),
+    (0, 640, 330, 200),
+    (25, 430, 340, 240),
+    (45, 700, 370, 290),
+    (65, 980, 360, 210),
+    (80, 1330, 340, 180),  # face leaves the frame on the right
+    (95, 1800, 340, 180),  # whole card out of view
+    (100, 1800, 340, 180),
+    (101, -450, 380, 170),  # cut: re-enters from the left
+    (125, 330, 380, 110),  # zoomed out below the truth limit
+    (150, 640, 330, 200),
 )
 
 
@@ -99,10 +102,11 @@ class DemoScene:
         return [ox + scale * x1, oy + scale * y1, ox + scale * x2, oy + scale * y2]
 
     def truth(self, index: int) -> Dict[str, Any]:
-        """Ground truth for frame ``index``: faces fully in view and at least 60 px tall."""
+        """Ground truth for frame ``index``: faces fully in view and at least MIN_FACE_FRACTION tall."""
         width, height = self.size_wh
         x1, y1, x2, y2 = self.face_xyxy(index)
-        visible = x1 >= 0 and y1 >= 0 and x2 <= width and y2 <= height and y2 - y1 >= MIN_FACE_HEIGHT_PX
+        big_enough = y2 - y1 >= MIN_FACE_FRACTION * max(width, height)
+        visible = x1 >= 0 and y1 >= 0 and x2 <= width and y2 <= height and big_enough
         return {"faces_xyxy": [[round(v, 2) for v in (x1, y1, x2, y2)]] if visible else []}
 
     def render(self, index: int) -> np.ndarray:

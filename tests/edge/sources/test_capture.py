@@ -14,6 +14,7 @@ from edge.cv import has_gstreamer, require_cv2
 from edge.errors import EdgeError
 from edge.sources import open_source
 from edge.sources.capture import LiveCaptureSource
+from edge.sources.uri import is_jetson
 
 cv2 = require_cv2("the capture tests")
 
@@ -214,6 +215,12 @@ def test_failed_first_open_raises_and_releases() -> None:
 def test_gstreamer_sources_need_gstreamer(uri: str) -> None:
     with pytest.raises(EdgeError, match="GStreamer.*pip uninstall opencv-python.*--system-site-packages"):
         open_source(uri)
+
+
+@pytest.mark.skipif(not has_gstreamer() or is_jetson(), reason="needs GStreamer in cv2, and no Jetson")
+def test_csi_off_a_jetson_fails_before_opencv_hangs() -> None:
+    with pytest.raises(EdgeError, match="needs a Jetson"):
+        open_source("csi://0")
 
 
 @pytest.mark.skipif(has_gstreamer(), reason="with GStreamer, RTSP goes through rtspsrc instead of FFmpeg")

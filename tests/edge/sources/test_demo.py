@@ -8,7 +8,9 @@ import pytest
 from edge.cv import require_cv2
 from edge.samples import ASTRONAUT_FACE_XYXY, load_sample
 from edge.sources import open_source
-from edge.sources.demo import MIN_FACE_HEIGHT_PX, DemoScene
+from edge.sources.demo import MIN_FACE_FRACTION, DemoScene
+
+MIN_FACE_HEIGHT_PX = MIN_FACE_FRACTION * 1280
 
 cv2 = require_cv2("the demo source tests")
 
@@ -44,7 +46,7 @@ def test_face_truth_over_the_first_100_frames(seed: int) -> None:
     assert sum(1 for b in boxes if not b) >= 5
     for x1, y1, x2, y2 in in_view:
         assert 0 <= x1 < x2 <= 1280 and 0 <= y1 < y2 <= 720
-        assert MIN_FACE_HEIGHT_PX <= y2 - y1 <= 250
+        assert MIN_FACE_HEIGHT_PX <= y2 - y1 <= 320
 
 
 def test_face_leaves_and_shrinks_below_the_truth_limit() -> None:
