@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from edge.sinks import close_sinks
 from edge.stats import StageTimes
 
 _END = object()
@@ -221,12 +222,5 @@ class Pipeline:
         for worker in workers:
             if worker.is_alive():
                 worker.join(timeout=2.0)
-        errors: List[BaseException] = []
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception as exc:  # noqa: BLE001 - close every sink, report the first failure
-                errors.append(exc)
         self.summary.dropped = int(getattr(self.source, "dropped", 0) or 0)
-        if errors:
-            raise errors[0]
+        close_sinks(self.sinks)

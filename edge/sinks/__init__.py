@@ -1,0 +1,98 @@
+"""Where results go: a window, a video file, image files, JSON lines, or nowhere.
+
+Every sink is a context manager with one method, ``write(frame, annotated, record) -> bool``,
+which returns False when the user asked to stop (window closed, 'q' or Esc). ``close()`` is
+idempotent and safe on every exit path, including a ``finally`` after Ctrl-C, so that video
+files are finalised. ``needs_annotated`` tells the pipeline whether to draw at all.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from edge.errors import EdgeError
+from edge.sinks.base import Sink
+from edge.sinks.files import DEFAULT_VIDEO_FPS, IMAGE_EXTS, VIDEO_FOURCC_BY_EXT, ImageSink, VideoSink
+from edge.sinks.jsonl import JSON_EXTS, JsonLinesSink, dumps_line, jsonable
+from edge.sinks.window import WindowSink, display_available, opencv_has_gui
+
+__all__ = ["DEFAULT_VIDEO_FPS", "IMAGE_EXTS", "JSON_EXTS", "VIDEO_FOURCC_BY_EXT", "ImageSink", "JsonLinesSink",
+           "Sink", "VideoSink", "WindowSink", "close_sinks", "display_available", "dumps_line", "jsonable",
+           "open_sinks", "opencv_has_gui"]
+
+ACCEPTED_OUTPUTS = (
+    "'-' or 'stdout' (JSON lines), a .jsonl/.json file, a video file ("
+    + " ".join(sorted(VIDEO_FOURCC_BY_EXT))
+    + "), an image pattern like out_%05d.jpg or an image file or folder/, 'display' or 'display://0', 'none'"
+)
+
+
+def _is_display(spec: str) -> bool:
+    lowered = spec.lower()
+    return lowered == "display" or (
+        lowered.startswith("display://") and lowered[len("display://") :].isdigit()
+    )
+
+
+def _sink_for(spec: str, fps: Optional[float]) -> Optional[Sink]:
+    text = spec[len("file://") :] if spec.startswith("file://") else spec
+    ext = Path(text).suffix.lower()
+    if text.lower() == "none":
+        return None
+    if text.lower() in ("-", "stdout"):
+        return JsonLinesSink(sys.stdout)
+    if ext in JSON_EXTS:
+        return JsonLinesSink(text)
+    if ext in VIDEO_FOURCC_BY_EXT:
+        return VideoSink(text, fps)
+    if "%" in text or ext in IMAGE_EXTS or text.endswith(("/", os.sep)) or Path(text).is_dir():
+        return ImageSink(text)
+    raise EdgeError(f"unknown output '{spec}'", f"use one of: {ACCEPTED_OUTPUTS}", "--output")
+
+
+def open_sinks(outputs: Sequence[str], *, headless: bool, fps: Optional[float]) -> List[Sink]:
+    """Turn output specs into sinks, checking every path before any processing starts.
+
+    outputs: specs such as "-", "out.jsonl", "out.mp4", "out_%05d.jpg", "display", "none".
+    headless: never open a window; without it a window is added when a display exists, no
+    display spec was given, and "none" was not given. fps: frame rate for video files.
+    """
+    stripped = ("-" if spec.strip().lower() == "stdout" else spec.strip() for spec in outputs)
+    specs = list(dict.fromkeys(stripped))  # de-duplicated, order kept
+    display_specs = [spec for spec in specs if _is_display(spec)]
+    if display_specs and headless:
+        raise EdgeError(
+            f"output '{display_specs[0]}' needs a window but --headless is set", "drop one", "--output"
+        )
+    auto_window = not (headless or display_specs or "none" in (spec.lower() for spec in specs))
+    sinks: List[Sink] = []
+    try:
+        for spec in specs:
+            if _is_display(spec):
+                if not any(isinstance(sink, WindowSink) for sink in sinks):  # one window at most
+                    sinks.append(WindowSink("edge"))
+                continue
+            sink = _sink_for(spec, fps)
+            if sink is not None:
+                sinks.append(sink)
+        if auto_window and display_available() and opencv_has_gui():
+            sinks.append(WindowSink("edge"))
+    except BaseException:
+        close_sinks(sinks)
+        raise
+    return sinks
+
+
+def close_sinks(sinks: Sequence[Sink]) -> None:
+    """Close every sink, even when one of them fails; re-raise the first failure afterwards."""
+    first_error: Optional[BaseException] = None
+    for sink in sinks:
+        try:
+            sink.close()
+        except BaseException as exc:  # noqa: BLE001 - the others must still be closed
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error

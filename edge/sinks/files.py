@@ -1,0 +1,144 @@
+"""File sinks: a video file, or one image file per frame."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from edge.cv import require_cv2
+from edge.errors import EdgeError
+from edge.results import Frame
+from edge.sinks.base import PathLike, Sink, _check_parent, _pixels
+
+VIDEO_FOURCC_BY_EXT: Dict[str, str] = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+IMAGE_EXTS: Tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DEFAULT_VIDEO_FPS = 30.0
+
+
+class VideoSink(Sink):
+    """Writes annotated frames to a video file with cv2.VideoWriter.
+
+    path: .mp4, .mov, .mkv (mp4v) or .avi (MJPG). fps: frame rate written in the file; None,
+    zero or NaN uses 30. The writer opens on the first frame, with that frame's size; later
+    frames of another size are resized to it.
+    """
+
+    needs_annotated = True
+
+    def __init__(self, path: PathLike, fps: Optional[float] = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        ext = self.path.suffix.lower()
+        if ext not in VIDEO_FOURCC_BY_EXT:
+            raise EdgeError(
+                f"unsupported video extension '{ext or '(none)'}'",
+                f"use one of {' '.join(sorted(VIDEO_FOURCC_BY_EXT))}",
+                str(path),
+            )
+        _check_parent(self.path, "video")
+        self.fourcc = VIDEO_FOURCC_BY_EXT[ext]
+        valid = fps is not None and math.isfinite(fps) and fps > 0
+        self.fps = float(fps) if valid else DEFAULT_VIDEO_FPS  # type: ignore[arg-type]
+        self.size_wh: Optional[Tuple[int, int]] = None
+        self.frames_written = 0
+        self._writer: Any = None
+        self._cv2 = require_cv2("writing video files")
+
+    def __repr__(self) -> str:
+        return f"VideoSink({str(self.path)!r}, fps={self.fps:g})"
+
+    def _open(self, size_wh: Tuple[int, int]) -> None:
+        cv2 = self._cv2
+        fix = (
+            f"check that {self.path.parent or '.'} is writable and use one of "
+            f"{' '.join(sorted(VIDEO_FOURCC_BY_EXT))} (this OpenCV must have FFMPEG for video output)"
+        )
+        try:
+            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size_wh)
+        except cv2.error as exc:
+            raise EdgeError(f"cannot open a video writer ({exc})", fix, str(self.path)) from None
+        if not writer.isOpened():
+            writer.release()
+            raise EdgeError(f"cannot open a video writer for codec {self.fourcc}", fix, str(self.path))
+        self._writer, self.size_wh = writer, size_wh
+
+    def _write(self, frame: Frame, annotated: Optional[np.ndarray], record: Dict[str, Any]) -> bool:
+        image = _pixels(frame, annotated)
+        size_wh = (int(image.shape[1]), int(image.shape[0]))
+        if self._writer is None:
+            self._open(size_wh)
+        elif size_wh != self.size_wh:
+            image = self._cv2.resize(image, self.size_wh, interpolation=self._cv2.INTER_AREA)
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        # Count before the call: CPython raises KeyboardInterrupt after a call returns, so
+        # counting afterwards would miss the frame a Ctrl-C lands on.
+        self.frames_written += 1
+        try:
+            self._writer.write(image)
+        except Exception:
+            self.frames_written -= 1
+            raise
+        return True
+
+    def _close(self) -> None:
+        # Drop the reference first: if a second Ctrl-C lands here, the writer's destructor still
+        # releases it, and a later close() does not release twice.
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.release()
+
+
+class ImageSink(Sink):
+    """Writes one image per frame.
+
+    pattern: ``out_%05d.jpg`` (formatted with the frame index), a folder (``out/`` or an existing
+    folder: ``frame_000042.jpg`` inside it), or a plain image file, overwritten with the newest
+    frame (for one-image sources: ``--source photo.jpg --output out.jpg``).
+    """
+
+    needs_annotated = True
+
+    def __init__(self, pattern: PathLike) -> None:
+        super().__init__()
+        text = os.fspath(pattern)
+        self._cv2 = require_cv2("writing image files")
+        if text.endswith(("/", os.sep)) or Path(text).is_dir():
+            folder = Path(text)
+            _check_parent(folder, "image folder")
+            folder.mkdir(exist_ok=True)
+            text = str(folder / "frame_%06d.jpg")
+        elif "%" in text:
+            try:
+                text % 0
+            except (TypeError, ValueError):
+                raise EdgeError(
+                    "the image pattern needs exactly one integer field", "write it like out_%05d.jpg", text
+                ) from None
+        ext = Path(text).suffix.lower()
+        if ext not in IMAGE_EXTS:
+            raise EdgeError(
+                f"unsupported image extension '{ext or '(none)'}'", f"use one of {' '.join(IMAGE_EXTS)}", text
+            )
+        _check_parent(Path(text), "images")
+        self.pattern = text
+        self.images_written = 0
+
+    def __repr__(self) -> str:
+        return f"ImageSink({self.pattern!r})"
+
+    def path_for(self, index: int) -> Path:
+        """File written for the frame with this index."""
+        return Path(self.pattern % index if "%" in self.pattern else self.pattern)
+
+    def _write(self, frame: Frame, annotated: Optional[np.ndarray], record: Dict[str, Any]) -> bool:
+        path = self.path_for(frame.index)
+        if not self._cv2.imwrite(str(path), _pixels(frame, annotated)):
+            raise EdgeError(
+                "cannot write the image", "check the folder is writable and the extension", str(path)
+            )
+        self.images_written += 1
+        return True
