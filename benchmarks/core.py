@@ -1,9 +1,9 @@
 """The core runtime's targets, measured: ``python -m benchmarks.core [--json out.json]``.
 
 1. Runtime overhead around ONNX Runtime: ``Model.infer`` (the edge backend call with its input
-   checks and timing) against a bare ``InferenceSession.run`` with identical session options,
-   on the same prepared input, interleaved. ResNet-50 (onnx's light_resnet50 graph, generated
-   weights) at 224x224 and the shipped BlazeFace.
+   checks and timing) against a bare ``InferenceSession.run`` on the same session and the same
+   prepared input, interleaved, on ResNet-50 (onnx's light_resnet50 graph, generated weights)
+   at 224x224 and the shipped BlazeFace; and the wrapper alone around a backend that does nothing.
 2. Preprocessing a 1280x720 BGR frame to the model input against ``cv2.dnn.blobFromImage``
    doing the same resize, scale and channel swap.
 3. ``python -m edge.camera --source demo:// --headless`` in a subprocess: throughput against
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,15 +41,14 @@ def resnet50_path() -> Path:
 def runtime_overhead(model_path: Optional[Path], config: Optional[Dict[str, Any]], count: int,
                      threads: Optional[int]) -> Dict[str, Any]:
     """Model.infer vs a bare InferenceSession.run on the same input (interleaved samples)."""
-    import onnxruntime as ort
-
     from edge.model import Model
 
     model = Model(model_path, backend="onnxruntime-cpu", threads=threads, config=config)
     frame = (np.random.default_rng(0).random((720, 1280, 3)) * 255).astype(np.uint8)
     tensor = model.preprocess(frame)[0].copy()
-    session = ort.InferenceSession(str(model.path), sess_options=model.backend._session_options(),
-                                   providers=["CPUExecutionProvider"])
+    # The same session for both: two sessions would each keep a spinning thread pool and slow
+    # each other down on a small machine, which is not the runtime's cost.
+    session = model.backend._session
     feeds = {model.config.input.name: tensor}
     names = [o.name for o in session.get_outputs()]
     edge_us, bare_us = interleaved_us([lambda: model.infer(tensor), lambda: session.run(names, feeds)], count)
@@ -59,6 +57,27 @@ def runtime_overhead(model_path: Optional[Path], config: Optional[Dict[str, Any]
     return {"model": model.path.name, "edge": describe(edge_us), "bare": describe(bare_us),
             "overhead_p50_us": edge_p50 - bare_p50, "overhead_p50_pct": 100 * (edge_p50 - bare_p50) / bare_p50,
             "paired_median_diff_us": float(np.median(edge_us - bare_us))}
+
+
+def wrapper_cost(count: int) -> Dict[str, Any]:
+    """The backend wrapper alone (input checks, timing, output dict) around a hook that does nothing."""
+    from edge.backends.base import Backend
+    from edge.zoo import resolve_model
+
+    class NullBackend(Backend):
+        name = "null"
+
+        def _prepare(self) -> None:
+            pass
+
+        def _infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+            return feeds
+
+    backend = NullBackend(resolve_model(None)).prepare()
+    feeds = {backend.inputs[0].name: np.zeros(backend.inputs[0].shape, np.float32)}
+    wrapped, bare = interleaved_us([lambda: backend.infer(feeds), lambda: backend._infer(feeds)], count)
+    return {"wrapped": describe(wrapped), "bare": describe(bare),
+            "cost_p50_us": float(np.median(wrapped) - np.median(bare))}
 
 
 def preprocessing(count: int) -> List[Dict[str, Any]]:
@@ -97,12 +116,11 @@ def camera_run(frames: int, threads: Optional[int]) -> Dict[str, Any]:
         if done.returncode != 0:
             raise RuntimeError(done.stderr)
         summary = json.loads(summary_path.read_text())
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
     slowest = summary["stages"][summary["slowest_stage"]]["p50_ms"]
     ceiling_fps = 1000.0 / slowest
     return {"frames": summary["frames"], "fps": summary["fps"], "slowest_stage": summary["slowest_stage"],
             "slowest_p50_ms": slowest, "ceiling_fps": ceiling_fps, "fps_vs_ceiling": summary["fps"] / ceiling_fps,
-            "peak_rss_mb": peak_rss_mb,
+            "peak_rss_mb": summary["peak_rss_mb"],
             "spawn_to_first_result_s": summary["first_result_at_perf_counter_s"] - spawned,
             "stages": summary["stages"]}
 
@@ -131,6 +149,8 @@ def report(results: Dict[str, Any]) -> str:
         lines.append(f"| {row['model']} | {row['edge']['p50_us']:.1f} | {row['bare']['p50_us']:.1f} | "
                      f"{row['overhead_p50_us']:+.1f} µs ({row['overhead_p50_pct']:+.2f}%) | "
                      f"{row['paired_median_diff_us']:+.1f} µs |")
+    lines.append(f"| backend wrapper alone (null model) | {results['wrapper']['wrapped']['p50_us']:.2f} | "
+                 f"{results['wrapper']['bare']['p50_us']:.2f} | {results['wrapper']['cost_p50_us']:+.2f} µs | |")
     lines += ["", "| preprocess 1280x720 | edge p50 µs | blobFromImage p50 µs | ratio |", "|---|---:|---:|---:|"]
     for row in results["preprocess"]:
         lines.append(f"| {row['size']}x{row['size']} {row['resize']} | {row['edge']['p50_us']:.1f} | "
@@ -156,6 +176,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "environment": environment(),
         "overhead": [runtime_overhead(resnet50_path(), IMAGENET, max(50, args.count // 3), args.threads),
                      runtime_overhead(None, None, args.count * 3, args.threads)],
+        "wrapper": wrapper_cost(args.count * 30),
         "preprocess": preprocessing(args.count * 2),
         "camera": camera_run(args.frames, args.threads),
     }

@@ -22,14 +22,17 @@ def sample_us(fn: Callable[[], object], count: int, warmup: int = 20) -> np.ndar
 
 
 def interleaved_us(fns: Sequence[Callable[[], object]], count: int, warmup: int = 20) -> List[np.ndarray]:
-    """Time several callables in alternation (A B A B ...), so drift and noise hit them equally."""
+    """Time several callables in alternation, the order reversed every other round (A B, B A, ...),
+    so drift, noise and whatever one call leaves in the caches hit them all equally."""
     for _ in range(warmup):
         for fn in fns:
             fn()
     out = [np.empty(count) for _ in fns]
+    forward = list(zip(out, fns))
+    backward = forward[::-1]
     clock = time.perf_counter
     for i in range(count):
-        for samples, fn in zip(out, fns):
+        for samples, fn in forward if i % 2 == 0 else backward:
             start = clock()
             fn()
             samples[i] = clock() - start

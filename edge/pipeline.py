@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from edge.sinks import close_sinks
-from edge.stats import StageTimes
+from edge.stats import StageTimes, peak_rss_mb
 
 _END = object()
 _POLL_S = 0.1
@@ -36,6 +36,7 @@ class RunSummary:
     #: across processes, which lets a benchmark measure spawn-to-first-result)
     first_result_at_s: Optional[float] = None
     dropped: int = 0
+    peak_rss_mb: Optional[float] = None
     times: StageTimes = field(default_factory=StageTimes)
 
     @property
@@ -52,6 +53,7 @@ class RunSummary:
                 stages[name] = {"p50_ms": round(pcts[0], 4), "p95_ms": round(pcts[1], 4)}
         return {"frames": self.frames, "elapsed_s": round(self.elapsed_s, 4), "fps": round(self.fps, 3),
                 "ended": self.ended, "dropped": self.dropped, "first_result_s": self.first_result_s,
+                "peak_rss_mb": self.peak_rss_mb,
                 "first_result_at_perf_counter_s": self.first_result_at_s, "stages": stages,
                 "slowest_stage": self.times.slowest_stage()}
 
@@ -64,6 +66,8 @@ class RunSummary:
             extras.append(f"{self.dropped} live frames replaced before use")
         if self.first_result_s is not None:
             extras.append(f"first result after {self.first_result_s:.2f} s")
+        if self.peak_rss_mb is not None:
+            extras.append(f"peak memory {self.peak_rss_mb:.0f} MB")
         return head + " (" + "; ".join(extras) + ")\n" + self.times.table()
 
 
@@ -223,4 +227,5 @@ class Pipeline:
             if worker.is_alive():
                 worker.join(timeout=2.0)
         self.summary.dropped = int(getattr(self.source, "dropped", 0) or 0)
+        self.summary.peak_rss_mb = peak_rss_mb()
         close_sinks(self.sinks)

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import sys
 from array import array
 from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
 STAGES = ("capture", "preprocess", "infer", "decode", "draw", "sink")
+
+
+def peak_rss_mb() -> Optional[float]:
+    """This process's peak resident memory in MB (VmHWM on Linux: since exec, unlike ru_maxrss)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 class StageTimes:
