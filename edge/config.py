@@ -32,6 +32,7 @@ FLAG_FOR_FIELD = {
     "preprocess.mean": "--mean R,G,B or --preset",
     "preprocess.std": "--std R,G,B or --preset",
     "decoder": "--config decoder.json (a detector needs its decoder parameters)",
+    "decoder (detectors only)": "--config decoder.json for a detector",
 }
 
 # Normalisation presets the CLI offers: value = (pixel * scale - mean) / std.
@@ -170,7 +171,7 @@ class EdgeConfig:
             input=_input_spec(data["input"], where),
             preprocess=_preprocess_spec(data["preprocess"], where),
             outputs=_names(data.get("outputs", ()), where, "outputs"),
-            decoder=_decoder(data["decoder"], where),
+            decoder=_decoder(data.get("decoder") or {"type": "classify"}, where),  # only a classifier lacks one
             labels=None if data.get("labels") is None else _names(data["labels"], where, "labels"),
             name=str(data.get("name", "")),
         )
@@ -230,7 +231,9 @@ def _preprocess_spec(value: Any, where: str) -> PreprocessSpec:
 
 def missing_fields(data: Mapping[str, Any]) -> List[str]:
     """Required fields absent from a (possibly partial) config dict, as dotted paths."""
-    missing = [f for f in ("task", "input", "decoder") if data.get(f) is None]
+    missing = [f for f in ("task", "input") if data.get(f) is None]
+    if data.get("decoder") is None and data.get("task") != "classify":  # a classifier gets a default one
+        missing.append("decoder" if data.get("task") else "decoder (detectors only)")
     pre = data.get("preprocess") or {}
     if isinstance(pre, Mapping):  # a non-object is reported by validation, naming the field
         missing += [f"preprocess.{f}" for f in ("color", "scale", "mean", "std") if pre.get(f) is None]

@@ -62,8 +62,6 @@ def _complete_from_graph(data: Dict[str, Any], info: OnnxInfo) -> Dict[str, Any]
     if section:
         data["input"] = section
     data.setdefault("outputs", [o.name for o in info.outputs])
-    if data.get("task") == "classify" and data.get("decoder") is None:
-        data["decoder"] = {"type": "classify"}
     return data
 
 

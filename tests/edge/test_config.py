@@ -234,7 +234,7 @@ def test_preprocess_that_is_not_an_object_is_a_user_error(value):
 
 # -- missing fields and the message that lists them ------------------------------------------------
 
-ALL_MISSING = ["edge_config", "task", "input", "decoder",
+ALL_MISSING = ["edge_config", "task", "input", "decoder (detectors only)",
                "preprocess.color", "preprocess.scale", "preprocess.mean", "preprocess.std"]
 
 
@@ -249,7 +249,8 @@ ALL_MISSING = ["edge_config", "task", "input", "decoder",
         # 0 counts as present (it is rejected later, by validation)
         ({"edge_config": 1, "task": "detect", "input": {}, "decoder": {"type": "x"},
           "preprocess": {"color": "RGB", "scale": 0, "mean": 0, "std": 0}}, []),
-        (with_field(colour_classifier_config(), "decoder", DELETE), ["decoder"]),
+        (with_field(colour_classifier_config(), "decoder", DELETE), []),  # a classifier gets a default
+        (merge(with_field(colour_classifier_config(), "decoder", DELETE), {"task": "detect"}), ["decoder"]),
         (with_field(colour_classifier_config(), "preprocess.color", DELETE), ["preprocess.color"]),
         (merge(colour_classifier_config(), {"preprocess": {"resize": "letterbox"}}), []),
         (colour_classifier_config(), []),
@@ -267,7 +268,9 @@ def test_missing_fields(data, expected):
         (["preprocess.scale", "preprocess.mean", "preprocess.std"],
          ["--scale", "--mean R,G,B or --preset", "--std R,G,B or --preset"], ["--task"]),
         (["decoder"], ["--config decoder.json"], ["--color"]),
-        (ALL_MISSING, ["missing: " + ", ".join(ALL_MISSING)] + list(FLAG_FOR_FIELD.values()), []),
+        (["decoder (detectors only)"], ["--config decoder.json for a detector"], ["--color"]),
+        (ALL_MISSING, ["missing: " + ", ".join(ALL_MISSING)] + [FLAG_FOR_FIELD[f] for f in ALL_MISSING[1:]
+                                                                 if f in FLAG_FOR_FIELD], []),
     ],
 )
 def test_missing_config_error_lists_fields_and_flags(missing, present, absent):
