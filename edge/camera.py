@@ -11,11 +11,12 @@ import argparse
 import signal
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 _STARTED_S = time.perf_counter()
 
 from edge.errors import EdgeError  # noqa: E402 - the start time is taken before the imports
+from edge.flags import add_model_fact_arguments, config_overrides  # noqa: E402
 
 EPILOG = """sources: 0 | /dev/video0 | csi://0?width=1280&height=720&fps=30&flip=rotate-180 | rtsp://host/path |
          video.mp4 | image.jpg | folder/ | gst://<pipeline ending in appsink> | demo://?seed=0
@@ -25,23 +26,6 @@ examples:
   python -m edge.camera --source demo:// --headless --max-frames 100 --output out.mp4 --output -
   python -m edge.camera --model classifier.onnx --task classify --preset imagenet --labels labels.txt
 """
-
-
-def _floats(text: str) -> List[float]:
-    try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _fraction(text: str) -> float:
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            return float(num) / float(den)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a number like 0.0039 or 1/255, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,45 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = parser.add_argument_group("information")
     info.add_argument("--list-cameras", action="store_true", help="list the cameras found and exit")
     info.add_argument("--list-backends", action="store_true", help="list backends and whether they run here")
-    cfg = parser.add_argument_group("model facts, for an ONNX file without an edge config")
-    cfg.add_argument("--config", metavar="JSON", help="edge config file (overrides the embedded one)")
-    cfg.add_argument("--task", choices=["detect", "classify"])
-    cfg.add_argument("--labels", metavar="TXT", help="class names, one per line")
-    cfg.add_argument("--preset", choices=["imagenet", "unit", "symmetric", "raw"],
-                     help="normalisation preset: imagenet, unit (x/255), symmetric (x/127.5-1), raw")
-    cfg.add_argument("--color", choices=["RGB", "BGR", "rgb", "bgr"], help="colour order the model expects")
-    cfg.add_argument("--scale", type=_fraction, help="pixel multiplier before mean/std, e.g. 1/255")
-    cfg.add_argument("--mean", type=_floats, help="per-channel mean after scaling, e.g. 0.485,0.456,0.406")
-    cfg.add_argument("--std", type=_floats, help="per-channel std after scaling, e.g. 0.229,0.224,0.225")
-    cfg.add_argument("--resize", choices=["stretch", "letterbox", "center_crop"])
+    add_model_fact_arguments(parser, "model facts, for an ONNX file without an edge config")
     return parser
-
-
-def config_overrides(args: argparse.Namespace) -> Dict[str, Any]:
-    """Edge config fields given on the command line (None where not given)."""
-    from edge.config import PRESETS
-
-    preprocess: Dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
-    for key in ("color", "scale", "mean", "std", "resize"):
-        value = getattr(args, key)
-        if value is not None:
-            preprocess[key] = value.upper() if key == "color" else value
-    overrides: Dict[str, Any] = {"task": args.task, "preprocess": preprocess or None}
-    if args.labels:
-        overrides["labels"] = read_labels(args.labels)
-    return overrides
-
-
-def read_labels(path: str) -> List[str]:
-    """Class names from a text file, one per line (blank lines ignored)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            labels = [line.strip() for line in handle if line.strip()]
-    except OSError as exc:
-        raise EdgeError(f"cannot read labels file ({exc.strerror})", fix="check the path", where=path) from None
-    if not labels:
-        raise EdgeError("labels file is empty", fix="one class name per line", where=path)
-    return labels
 
 
 def _list_cameras(say: Any) -> int:

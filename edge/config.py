@@ -242,10 +242,12 @@ def missing_fields(data: Mapping[str, Any]) -> List[str]:
     return missing
 
 
-def missing_config_error(missing: Sequence[str], where: str) -> EdgeError:
+def missing_config_error(missing: Sequence[str], where: str, exporting: bool = False) -> EdgeError:
     """The error for a model without (a complete) edge config: lists fields and the flags that supply them."""
     flags = list(dict.fromkeys(FLAG_FOR_FIELD[f] for f in missing if f in FLAG_FOR_FIELD))
     fix = "embed one with python -m export onnx MODEL --config edge.json, or put a sidecar JSON beside the model"
+    if exporting:
+        fix = "give --config edge.json (JSON or YAML)"
     if flags:
         fix = fix.replace(", or put", ", put") + f", or pass {'; '.join(flags)}"
     return EdgeError(f"the model has no complete edge config (missing: {', '.join(missing)})", fix=fix, where=where)
@@ -282,4 +284,27 @@ def load_json(path: Path, where: Optional[str] = None) -> Dict[str, Any]:
         raise EdgeError(f"config file is not valid JSON ({exc})", fix="fix the JSON syntax", where=where) from None
     if not isinstance(data, dict):
         raise EdgeError("config file must hold a JSON object", fix="wrap the fields in { }", where=where)
+    return data
+
+
+def load_config_file(path: Path) -> Dict[str, Any]:
+    """An edge config file: JSON, or YAML (.yaml/.yml) when PyYAML is installed."""
+    path = Path(path)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return load_json(path)
+    try:
+        import yaml
+    except ImportError:
+        raise EdgeError("reading a YAML config needs PyYAML", fix="pip install pyyaml, or write the config as JSON",
+                        where=str(path)) from None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EdgeError("config file not found", fix="check the path", where=str(path)) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EdgeError(f"config file is not valid YAML ({first})", fix="fix the YAML syntax",
+                        where=str(path)) from None
+    if not isinstance(data, dict):
+        raise EdgeError("config file must hold a mapping", fix="write the fields as key: value", where=str(path))
     return data

@@ -14,7 +14,16 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from edge.backends import create_backend
-from edge.config import LAYOUTS, EdgeConfig, load_json, merge, missing_config_error, missing_fields, sidecar_path
+from edge.config import (
+    LAYOUTS,
+    EdgeConfig,
+    load_config_file,
+    load_json,
+    merge,
+    missing_config_error,
+    missing_fields,
+    sidecar_path,
+)
 from edge.decoders import build_decoder
 from edge.errors import EdgeError
 from edge.onnxfile import OnnxInfo, read_onnx
@@ -34,9 +43,9 @@ def resolve_config(info: OnnxInfo, overrides: Optional[Mapping[str, Any]] = None
     if sidecar.is_file():
         data = merge(data, load_json(sidecar))
     if config_file is not None:
-        data = merge(data, load_json(Path(config_file)))
+        data = merge(data, load_config_file(Path(config_file)))
     data = merge(data, dict(overrides or {}))
-    data = _complete_from_graph(data, info)
+    data = complete_from_graph(data, info)
     missing = missing_fields(data)
     if missing:
         raise missing_config_error(missing, where)
@@ -45,7 +54,7 @@ def resolve_config(info: OnnxInfo, overrides: Optional[Mapping[str, Any]] = None
     return config
 
 
-def _complete_from_graph(data: Dict[str, Any], info: OnnxInfo) -> Dict[str, Any]:
+def complete_from_graph(data: Dict[str, Any], info: OnnxInfo) -> Dict[str, Any]:
     """Fill what the graph itself tells: input name and shape, layout, outputs, default decoder."""
     data = dict(data)
     data.setdefault("edge_config", 1)

@@ -7,8 +7,13 @@ takes (N, 3, H, W) input; the edge config records that layout.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
+import warnings
 from pathlib import Path
+from typing import Callable, List, Optional
+
+import numpy as np
 
 from edge.errors import EdgeError, MissingDependency
 
@@ -47,3 +52,33 @@ def tflite_to_onnx(source: Path, destination: Path) -> Path:
                         where=str(source)) from None
     partial.replace(destination)
     return destination
+
+
+def tflite_runner(path: Path) -> Optional[Callable[[np.ndarray], List[np.ndarray]]]:
+    """A function running the TFLite interpreter (LiteRT, tflite-runtime or TensorFlow), or None
+    when none is installed. It takes NHWC batches: TFLite's own layout."""
+    interpreter_class = None
+    for module_name in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        interpreter_class = getattr(module, "Interpreter", None)
+        if interpreter_class is not None:
+            break
+    if interpreter_class is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TensorFlow's own deprecation notice for tf.lite
+        interpreter = interpreter_class(model_path=str(path))
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    outputs = interpreter.get_output_details()
+
+    def run(batch: np.ndarray) -> List[np.ndarray]:
+        interpreter.set_tensor(input_index, np.ascontiguousarray(batch, dtype=np.float32))
+        interpreter.invoke()
+        return [interpreter.get_tensor(o["index"]).copy() for o in outputs]
+
+    run.output_names = [o["name"] for o in outputs]  # type: ignore[attr-defined]
+    return run

@@ -1,0 +1,197 @@
+"""Convert a trained model to ONNX, embed its edge config, and check the result.
+
+SOURCE is one of: a PyTorch callable (package.module:build_model or path/to/file.py:build_model,
+with --weights for a state_dict), a TorchScript file (.pt/.pth/.ts), a Keras file (.keras or
+legacy .h5; Keras 3 on the torch backend), a TFLite file (.tflite), or an ONNX file (.onnx:
+its edge config is added or replaced, the graph kept).
+
+After conversion: onnx.checker, strict shape inference, optional onnxslim simplification, and a
+parity run of the source framework against ONNX Runtime on random and real inputs (max abs and
+relative error, cosine similarity, top-1 agreement), failing above the precision's tolerance.
+The file is written only when every check passes.
+
+--opset defaults to 17: the newest opset TensorRT 8.5 (JetPack 5.1) parses — its ONNX parser
+targets ONNX 1.12 — so one file serves JetPack 5, 6 and 7 boards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from edge.config import EdgeConfig, load_config_file, merge, missing_config_error, missing_fields
+from edge.errors import EdgeError
+from edge.flags import add_model_fact_arguments, config_overrides
+
+HELP = "convert PyTorch / TorchScript / Keras / TFLite / ONNX to a checked ONNX with the edge config"
+DEFAULT_OPSET = 17
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``python -m export onnx``."""
+    parser.add_argument("source", help="module:callable, file.py:callable, .pt/.ts, .keras, .h5, .tflite or .onnx")
+    parser.add_argument("--output", type=Path, help="the .onnx to write (default: ./<source name>.onnx)")
+    parser.add_argument("--weights", type=Path, help="PyTorch state_dict for a module:callable source")
+    parser.add_argument("--input-shape", help="N,C,H,W (NCHW) or N,H,W,C (NHWC) for PyTorch sources")
+    parser.add_argument("--input-name", default="input", help="name of the ONNX input (default: input)")
+    parser.add_argument("--output-names", help="comma-separated names for the ONNX outputs")
+    parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset (default {DEFAULT_OPSET}: the newest TensorRT 8.5 on JetPack 5 parses)")
+    parser.add_argument("--simplify", action="store_true", help="simplify with onnxslim (pip install onnxslim)")
+    parser.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
+                        help="tolerance of the parity check (default fp32)")
+    parser.add_argument("--parity-samples", type=int, default=8, metavar="N",
+                        help="random inputs for the parity check, besides the shipped sample images (default 8)")
+    parser.add_argument("--no-parity", action="store_true", help="skip the parity check (not recommended)")
+    add_model_fact_arguments(parser, "edge config (embedded in the file)", layout=True)
+
+
+def source_kind(source: str) -> str:
+    """'pytorch', 'torchscript', 'keras', 'tflite' or 'onnx', from the SOURCE argument."""
+    suffix = Path(source).suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".tflite":
+        return "tflite"
+    if suffix in (".keras", ".h5", ".hdf5"):
+        return "keras"
+    if suffix in (".pt", ".pth", ".ts", ".torchscript") and ":" not in source:
+        return "torchscript"
+    if ":" in source:
+        return "pytorch"
+    raise EdgeError(f"cannot tell what kind of model '{source}' is",
+                    fix="give module:callable, file.py:callable, a .pt/.ts TorchScript, .keras, .h5, .tflite or "
+                    ".onnx file", where="SOURCE")
+
+
+def requested_config(args: argparse.Namespace) -> Dict[str, Any]:
+    """The partial edge config from --config and the flags (flags win)."""
+    data: Dict[str, Any] = load_config_file(Path(args.config)) if args.config else {}
+    return merge(data, config_overrides(args))
+
+
+def convert(args: argparse.Namespace, kind: str, partial: Dict[str, Any], scratch: Path) -> Tuple[Path, Any, str]:
+    """Write the bare ONNX into ``scratch``; returns (path, parity runner or None, framework name)."""
+    destination = scratch / "converted.onnx"
+    outputs = [n.strip() for n in args.output_names.split(",")] if args.output_names else None
+    if kind in ("pytorch", "torchscript", "keras"):
+        from export.pytorch import input_shape_from, pytorch_runner, pytorch_to_onnx
+
+        if kind == "keras":
+            from export.keras import keras_input_shape, keras_runner, load_keras
+
+            module = load_keras(Path(args.source))
+            shape = input_shape_from(args.input_shape, None) if args.input_shape else keras_input_shape(module)
+            runner, framework = keras_runner(module), "Keras"
+        else:
+            from export.pytorch import load_pytorch
+
+            module = load_pytorch(args.source, args.weights)
+            shape = input_shape_from(args.input_shape, (partial.get("input") or {}).get("shape"))
+            runner, framework = pytorch_runner(module), "PyTorch"
+        pytorch_to_onnx(module, destination, shape, opset=args.opset, dynamic_batch=args.dynamic_batch,
+                        input_name=args.input_name, output_names=outputs)
+        return destination, runner, framework
+    if args.weights or args.input_shape or args.dynamic_batch or args.output_names:
+        raise EdgeError(f"--weights, --input-shape, --dynamic-batch and --output-names apply to PyTorch and Keras, "
+                        f"not to a {kind} source", fix="drop them", where="export onnx")
+    if kind == "tflite":
+        from export.tflite import tflite_runner, tflite_to_onnx
+
+        tflite_to_onnx(Path(args.source), destination)
+        return destination, tflite_runner(Path(args.source)), "TFLite"
+    return Path(args.source), None, "ONNX"
+
+
+def finish_config(partial: Dict[str, Any], onnx_path: Path, where: str) -> EdgeConfig:
+    """Complete the config from the graph, validate it against the graph and its decoder."""
+    from edge.decoders import build_decoder
+    from edge.model import check_against_graph, complete_from_graph
+    from edge.onnxfile import read_onnx
+
+    info = read_onnx(onnx_path)
+    existing = info.embedded_config() or {}
+    data = complete_from_graph(merge(existing, partial), info)
+    missing = missing_fields(data)
+    if missing:
+        raise missing_config_error(missing, where, exporting=True)
+    config = EdgeConfig.from_dict(data, where)
+    check_against_graph(config, info)
+    labels = list(config.labels) if config.labels is not None else None
+    decoder = build_decoder(config.decoder, labels=labels, input_wh=config.input.size_wh, where=where)
+    decoder.check_outputs({o.name: o.shape for o in info.outputs})
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert, check, write; prints one short report."""
+    from edge.onnxfile import canonicalize, load_onnx, save_atomic, write_metadata
+    from export.checks import simplify, structural_checks
+    from export.tflite import sha256_file
+
+    kind = source_kind(args.source)
+    output = args.output or Path(Path(args.source.split(":")[0]).stem + ".onnx")
+    if not output.parent.resolve().is_dir():
+        raise EdgeError("output folder does not exist", fix=f"mkdir -p {output.parent}", where=str(output))
+    if args.opset < 7 or args.opset > 23:
+        raise EdgeError(f"opset {args.opset} is outside 7..23", fix=f"use --opset {DEFAULT_OPSET}", where="--opset")
+    partial = requested_config(args)
+    report: List[str] = []
+    with tempfile.TemporaryDirectory(dir=str(output.parent.resolve())) as scratch:
+        converted, runner, framework = convert(args, kind, partial, Path(scratch))
+        config = finish_config(partial, converted, str(args.source))
+        model = load_onnx(converted)
+        report += structural_checks(model, str(args.source))
+        if args.simplify:
+            before = len(model.graph.node)
+            model = simplify(model)
+            report.append(f"onnxslim: {before} -> {len(model.graph.node)} nodes")
+        write_metadata(model, {"edge_config": config.to_json()})
+        canonicalize(model)
+        staged = Path(scratch) / "final.onnx"
+        save_atomic(model, staged)
+        parity_report = _parity(args, runner, framework, config, staged, kind)
+        report += parity_report[0]
+        if not parity_report[1]:
+            print("\n".join(report))
+            print(f"not written: {output} (the exported model does not compute what the {framework} model does; "
+                  "--no-parity writes it anyway)")
+            return 1
+        os.replace(staged, output)
+    from edge.onnxfile import read_onnx
+
+    size_kib = output.stat().st_size / 1024
+    print(f"wrote {output} ({size_kib:.0f} KiB, opset {read_onnx(output).opset}, sha256 {sha256_file(output)})")
+    print("\n".join(report + [f"edge config: {_describe(config)}"]))
+    return 0
+
+
+def _parity(args: argparse.Namespace, runner: Optional[Any], framework: str, config: EdgeConfig, staged: Path,
+            kind: str) -> Tuple[List[str], bool]:
+    from export.checks import parity, parity_inputs
+
+    if args.no_parity:
+        return ["parity: skipped (--no-parity)"], True
+    if kind == "onnx":
+        return ["parity: not applicable (the source is the ONNX graph itself)"], True
+    if runner is None:
+        return [f"parity: skipped, no {framework} interpreter installed (pip install ai-edge-litert)"], True
+    from edge.onnxfile import read_onnx
+
+    names = [o.name for o in read_onnx(staged).outputs]
+    inputs = parity_inputs(config, max(1, args.parity_samples), seed=0)
+    transpose = (0, 2, 3, 1) if kind == "tflite" and config.input.layout == "NCHW" else None
+    result = parity(staged, runner, framework, inputs, args.precision, names, transpose_input=transpose)
+    return result.lines(), result.passed
+
+
+def _describe(config: EdgeConfig) -> str:
+    pre = config.preprocess
+    labels = f", {len(config.labels)} labels" if config.labels else ""
+    shape = "x".join(str(d) if isinstance(d, int) else "N" for d in config.input.shape)
+    return (f"{config.task}, {shape} {config.input.layout} {pre.color}, {pre.resize}, scale {pre.scale:.6g}, "
+            f"mean {list(pre.mean)}, std {list(pre.std)}{labels}, decoder {config.decoder.get('type')}")
