@@ -29,8 +29,15 @@ setup(
     extras_require={
         "cpu": ["onnxruntime>=1.12", "opencv-python>=4.5"],
         "gpu": ["onnxruntime-gpu>=1.14", "tensorrt>=8.5", "pycuda>=2022.1", "opencv-python>=4.5"],
-        "test": ["pytest>=7", "ruff>=0.4", "vermin>=1.6"],
-        "export": ["tflite2onnx>=0.4.1"],
+        # training-side conversions; torch itself is the user's own install (CPU or CUDA build)
+        "export": [
+            "tflite2onnx>=0.4.1",
+            'keras>=3; python_version >= "3.9"',
+            'ai-edge-litert; python_version >= "3.9" and platform_system == "Linux"',
+            "onnxslim",
+            "pyyaml",
+        ],
+        "test": ["pytest>=7", "ruff>=0.4", "vermin>=1.6", "scikit-learn"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

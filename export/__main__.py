@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from edge.errors import EdgeError
 
-COMMANDS = ("onnx",)
+COMMANDS = ("onnx", "inspect", "verify", "deepstream", "triton")
 
 
 def build_parser() -> argparse.ArgumentParser:

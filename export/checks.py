@@ -82,7 +82,7 @@ class ParityReport:
     framework: str
     samples: Dict[str, int]
     tolerance_name: str
-    rows: List[Any] = field(default_factory=list)  # export.compare.OutputStats, per output, worst case
+    rows: List[Any] = field(default_factory=list)  # export.compare.OutputStats: worst case per output
     passed: bool = True
 
     def lines(self) -> List[str]:
@@ -102,25 +102,19 @@ def parity(onnx_path: Path, runner: Runner, framework: str, inputs: Dict[str, Li
            transpose_input: Optional[tuple] = None) -> ParityReport:
     """Run ``runner`` (the source framework) and ONNX Runtime CPU on every input; keep the worst rows."""
     from edge.backends import create_backend
-    from export.compare import TOLERANCES, compare
+    from export.compare import TOLERANCES, combine, compare, passed
 
     tolerance = TOLERANCES[tolerance_name]
     report = ParityReport(framework, {k: len(v) for k, v in inputs.items()}, tolerance_name)
-    worst: Dict[str, Any] = {}
+    per_input = []
     with create_backend(onnx_path, "onnxruntime-cpu") as backend:
         input_name = backend.inputs[0].name
         for batch in (b for group in inputs.values() for b in group):
-            reference = dict(zip(output_names, runner(batch if transpose_input is None
-                                                      else np.ascontiguousarray(batch.transpose(transpose_input)))))
-            candidate = backend.infer({input_name: batch})
-            for row in compare(reference, candidate, tolerance):
-                kept = worst.get(row.name)
-                worse = kept is None or (kept.passed and not row.passed) or (
-                    kept.passed == row.passed and row.max_abs > kept.max_abs)
-                if worse:
-                    worst[row.name] = row
-    report.rows = [worst[name] for name in output_names if name in worst]
-    report.passed = all(row.passed for row in report.rows)
+            source_batch = batch if transpose_input is None else np.ascontiguousarray(batch.transpose(transpose_input))
+            reference = dict(zip(output_names, runner(source_batch)))
+            per_input.append(compare(reference, backend.infer({input_name: batch}), tolerance))
+    report.rows = combine(per_input)  # worst case per output over all inputs; top-1 as the agreement rate
+    report.passed = passed(report.rows)
     return report
 
 

@@ -68,7 +68,9 @@ def load_pytorch(source: str, weights: Optional[Path] = None) -> Any:
         if not path.is_file():
             raise EdgeError("TorchScript file not found", fix="check the path", where=source)
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, still loads
+                module = torch.jit.load(str(path), map_location="cpu")
         except (RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise EdgeError(f"not a TorchScript file ({first})",

@@ -245,7 +245,7 @@ def tensorrt_io(path: Path) -> Tuple[Optional[List[Dict[str, Any]]], str]:
     try:
         import tensorrt as trt
     except ImportError:
-        return None, "not installed here: the plan itself is not read (its facts come from the sidecar)"
+        return None, "not installed here, so the plan's own I/O tensors are not listed"
     try:  # untested off-board: needs TensorRT and a GPU
         runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
@@ -330,7 +330,8 @@ def render(report: Dict[str, Any]) -> str:
              f"sidecar: {report['sidecar'] or ''}{' — ' if report['sidecar'] else ''}{report['sidecar_status']}"]
     if report["build"]:
         lines.append("build provenance:")
-        lines += [f"  {key}: {json.dumps(value, ensure_ascii=False)}" for key, value in report["build"].items()]
+        lines += [f"  {key}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
+                  for key, value in report["build"].items()]
     if report["sidecar"]:
         lines += _config_lines(report)
     lines.append(f"TensorRT: {report['tensorrt']}")

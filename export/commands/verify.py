@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``python -m export verify``."""
     parser.add_argument("file", type=Path, help="the ONNX model to check")
     parser.add_argument("--backends", default="onnxruntime-cpu,opencv",
-                        help="comma-separated backends, the first is the reference (default: %(default)s); "
-                        f"known: {', '.join(BACKENDS)}")
+                        help="comma-separated backends; the first is the reference and runs at fp32 "
+                        f"(default: %(default)s; known: {', '.join(BACKENDS)})")
     parser.add_argument("--precision", choices=sorted(TOLERANCES), default="fp32",
                         help="precision the candidates run at; picks the default tolerance (default: %(default)s)")
     parser.add_argument("--inputs", default="random",
