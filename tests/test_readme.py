@@ -32,3 +32,12 @@ def test_readme_cli_examples_parse(line):
 
     args = line.split("#")[0].split()[3:]
     build_parser().parse_args(args)
+
+
+@pytest.mark.parametrize("line", [line for line in README.splitlines()
+                                  if line.startswith("python -m export ") and not line.rstrip().endswith("\\")])
+def test_readme_export_examples_parse(line):
+    from export.__main__ import build_parser
+
+    args = line.split("#")[0].split()[3:]
+    build_parser().parse_args(args)

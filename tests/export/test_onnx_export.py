@@ -248,3 +248,29 @@ def _write(path: Path, data: dict) -> str:
 def _write_text(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)
+
+
+def test_parity_failure_writes_nothing(work, capsys, monkeypatch):
+    import export.pytorch as pytorch_export
+
+    honest = pytorch_export.pytorch_runner
+
+    def drifting_runner(module):
+        run = honest(module)
+        return lambda batch: [o + 0.05 for o in run(batch)]  # what a silently wrong export looks like
+
+    monkeypatch.setattr(pytorch_export, "pytorch_runner", drifting_runner)
+    assert export("nets.py:build", "--input-shape", "1,3,32,32", *CLASSIFY, "--output", "drift.onnx") == 1
+    out = capsys.readouterr().out
+    assert "verdict: FAIL" in out and "not written: drift.onnx" in out
+    assert not (work / "drift.onnx").exists()
+    # a looser precision's tolerance accepts the same drift
+    assert export("nets.py:build", "--input-shape", "1,3,32,32", *CLASSIFY, "--output", "drift.onnx",
+                  "--precision", "int8") == 0
+
+
+def test_simplify_with_onnxslim(work, capsys):
+    pytest.importorskip("onnxslim", reason="--simplify needs onnxslim")
+    assert export("nets.py:build", "--input-shape", "1,3,32,32", *CLASSIFY, "--simplify", "--output", "s.onnx") == 0
+    out = capsys.readouterr().out
+    assert "onnxslim:" in out and "verdict: pass" in out
