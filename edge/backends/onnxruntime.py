@@ -8,14 +8,13 @@ provider that did not load is an error, never a silent CPU run.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from edge.backends.base import Backend
 from edge.errors import EdgeError
+from edge.settings import cache_dir
 
 ORT_FIX = "pip install 'edge[cpu]' (or 'edge[gpu]' on an x86 machine with an NVIDIA GPU)"
 GPU_FIX = ("install onnxruntime-gpu built for this CUDA (on a Jetson: the wheel for your JetPack from the "
@@ -36,13 +35,6 @@ def _ort_errors() -> Tuple[type, ...]:
     names = ("Fail", "InvalidProtobuf", "InvalidGraph", "NoSuchFile", "InvalidArgument", "RuntimeException",
              "NotImplemented", "EPFail")
     return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError, ValueError)
-
-
-def cache_dir() -> Path:
-    """Where TensorRT-EP engines and timing caches go (EDGE_CACHE_DIR overrides ~/.cache/edge)."""
-    root = os.environ.get("EDGE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "edge")
-    return Path(root)
 
 
 def provider_options(provider: str, options: Dict[str, Any]) -> Dict[str, Any]:

@@ -1,0 +1,27 @@
+"""The one place that reads environment variables.
+
+EDGE_CACHE_DIR      where engines, timing caches and calibration caches go (default: $XDG_CACHE_HOME/edge,
+                    else ~/.cache/edge)
+EDGE_CUDA           preferred CUDA layer: "cuda-python" or "pycuda" (default: whichever imports, cuda-python first)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+
+def cache_dir() -> Path:
+    """Root of edge's caches (not created here)."""
+    explicit = os.environ.get("EDGE_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "edge"
+
+
+def preferred_cuda_layer() -> Optional[str]:
+    """EDGE_CUDA, or None for the default order."""
+    value = os.environ.get("EDGE_CUDA", "").strip().lower()
+    return value or None
