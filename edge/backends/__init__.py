@@ -49,7 +49,9 @@ def create_backend(model_path: Union[str, Path], name: str = "auto", *, threads:
                    report: Optional[Callable[[str], None]] = None) -> Backend:
     """Create and prepare a backend for ``model_path``; ``auto`` picks the fastest that runs here."""
     if name != "auto":
-        return backend_class(name)(model_path, threads=threads, options=options).prepare()
+        backend = backend_class(name)(model_path, threads=threads, options=options).prepare()
+        _report_notes(backend, report)
+        return backend
     skipped: List[Tuple[str, str]] = []
     for candidate in AUTO_ORDER:
         cls = BACKENDS[candidate]
@@ -63,6 +65,7 @@ def create_backend(model_path: Union[str, Path], name: str = "auto", *, threads:
             else:
                 if report:
                     report(f"backend {candidate}: chosen ({backend.describe()})")
+                _report_notes(backend, report)
                 return backend
         skipped.append((candidate, reason))
         if report:
@@ -77,3 +80,9 @@ def _grouped(skipped: List[Tuple[str, str]]) -> str:
     for name, reason in skipped:
         by_reason.setdefault(reason, []).append(name)
     return "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items())
+
+
+def _report_notes(backend: Backend, report: Optional[Callable[[str], None]]) -> None:
+    for note in backend.notes:
+        if report:
+            report(f"note: {note}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -34,6 +34,8 @@ class Backend:
         self.output_names: Tuple[str, ...] = ()
         self.device = "cpu"
         self.last_infer_ms = 0.0
+        #: one-line findings from prepare() worth telling the user (e.g. part of the graph on the CPU)
+        self.notes: List[str] = []
         self._prepared = False
         self._checks: Tuple[Tuple[str, Tuple[Any, ...], np.dtype], ...] = ()
 

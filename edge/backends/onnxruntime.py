@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from edge.backends.base import Backend
+from edge.backends.ort_placement import capture_placement, placement_note
 from edge.errors import EdgeError
 from edge.settings import cache_dir
 
@@ -86,12 +87,12 @@ class OnnxRuntimeBackend(Backend):
             return ORT_FIX
         return GPU_FIX
 
-    def _session_options(self) -> Any:
+    def _session_options(self, log_severity: int = 3) -> Any:
         ort = _ort()
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.intra_op_num_threads = int(self.threads or 0)
-        session_options.log_severity_level = 3  # failures are checked below, not read from logs
+        session_options.log_severity_level = log_severity  # failures are checked below, not read from logs
         return session_options
 
     def _wanted(self) -> List[Any]:
@@ -103,9 +104,16 @@ class OnnxRuntimeBackend(Backend):
         wanted = self._wanted()
         if any(name == "TensorrtExecutionProvider" for name, _ in wanted):
             (cache_dir() / "ort-tensorrt").mkdir(parents=True, exist_ok=True)
+        def create(log_severity: int) -> Any:
+            return _ort().InferenceSession(str(self.model_path), sess_options=self._session_options(log_severity),
+                                           providers=wanted)
+
+        self.placement: Dict[str, int] = {}
         try:
-            self._session = _ort().InferenceSession(str(self.model_path), sess_options=self._session_options(),
-                                                    providers=wanted)
+            if len(wanted) > 1 or self.options.get("report_placement"):  # a GPU provider may share the graph
+                self._session, self.placement = capture_placement(create)
+            else:
+                self._session = create(3)
         except _ort_errors() as exc:
             detail = str(exc).replace("[ONNXRuntimeError] : ", "").strip().splitlines()[0][:300]
             raise EdgeError(f"ONNX Runtime cannot load this model ({detail})",
@@ -122,6 +130,9 @@ class OnnxRuntimeBackend(Backend):
         self.device = {"TensorrtExecutionProvider": "gpu (TensorRT EP)", "CUDAExecutionProvider": "gpu (CUDA EP)"}.get(
             self.active_providers[0], "cpu")
         self._names = [o.name for o in self.outputs]
+        note = placement_note(self.placement, self.name)
+        if note:
+            self.notes.append(note)
 
     def _infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         return dict(zip(self._names, self._session.run(self._names, feeds)))
@@ -130,7 +141,9 @@ class OnnxRuntimeBackend(Backend):
         self._session = None
 
     def describe(self) -> str:
-        return f"{self.name} ({', '.join(self.active_providers)})"
+        cpu_nodes = self.placement.get("CPUExecutionProvider", 0) if len(self.placement) > 1 else 0
+        split = f"; {cpu_nodes} of {sum(self.placement.values())} nodes on CPU" if cpu_nodes else ""
+        return f"{self.name} ({', '.join(self.active_providers)}{split})"
 
 
 class OnnxRuntimeCPUBackend(OnnxRuntimeBackend):
