@@ -21,6 +21,7 @@ setup(
     package_dir={"edge._zoo": "models"},
     package_data={
         "edge": ["data/samples/*.jpg", "data/samples/*.md"],
+        "benchmarks": ["schema.json", "SCHEMA.md"],
         "edge._zoo": ["manifest.json", "*/*.onnx", "*/*.json", "*/README.md", "*/LICENSE"],
     },
     # OpenCV is never a hard dependency: on a Jetson, pip's opencv-python would shadow JetPack's
@@ -37,7 +38,8 @@ setup(
             "onnxslim",
             "pyyaml",
         ],
-        "test": ["pytest>=7", "ruff>=0.4", "vermin>=1.6", "scikit-learn"],
+        "plots": ["matplotlib"],
+        "test": ["pytest>=7", "ruff>=0.4", "vermin>=1.6", "scikit-learn", "jsonschema", "matplotlib"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

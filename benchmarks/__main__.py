@@ -1,0 +1,170 @@
+"""``python -m benchmarks``: the standard suite on every backend that runs here, plus the CPU baselines.
+
+    python -m benchmarks                          # every standard model x every backend
+    python -m benchmarks --quick                  # the two shipped models, fewer samples (tests, CI)
+    python -m benchmarks --models face,resnet50 --backends onnxruntime-cpu,opencv --count 500
+    python -m benchmarks --model my.onnx --task classify --preset imagenet --resize center_crop
+    python -m benchmarks compare A/results.json B/results.json
+
+Writes results.json / .csv / .md / plots to --out (default benchmarks/results/<UTC time>/) and
+prints the Markdown table. Exit 0 when the suite ran, even with failed rows (they are rows);
+2 for a user error (unknown model name, bad flag, missing --model file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence, TextIO
+
+from edge.errors import EdgeError
+
+DEFAULT_OUT = Path("benchmarks") / "results"
+QUICK = {"count": 50, "warmup": 5, "warmup_s": 1.0, "pipeline_frames": 30}
+
+
+class Progress:
+    """One self-rewriting line on a terminal (one line per step otherwise): ``[####----] 3/12 digits · opencv``."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 24) -> None:
+        self.stream = stream
+        self.width = width
+        self.tty = stream.isatty()
+        self.started = time.perf_counter()
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        filled = self.width * done // max(total, 1)
+        bar = "#" * filled + "-" * (self.width - filled)
+        text = f"[{bar}] {done}/{total} {label} ({time.perf_counter() - self.started:.0f} s)"
+        if self.tty:
+            self.stream.write("\r" + text[:119].ljust(119) + ("\n" if done >= total else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
+
+
+def names(text: str) -> List[str]:
+    """argparse type: 'a,b, c' -> ['a', 'b', 'c']."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The suite's flags (compare has its own parser in benchmarks.compare)."""
+    from edge.flags import add_model_fact_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="python -m benchmarks compare A.json B.json: compare two runs")
+    what = parser.add_argument_group("what to run")
+    what.add_argument("--quick", action="store_true",
+                      help=f"the two shipped models, {QUICK['count']} samples per layer (tests and CI)")
+    what.add_argument("--models", type=names, metavar="A,B",
+                      help="standard models: face, digits, resnet50, squeezenet, shufflenet, inception_v1, "
+                           "densenet121 (default: all)")
+    what.add_argument("--model", action="append", default=[], metavar="PATH",
+                      help="also (or only) benchmark this ONNX file or TensorRT plan; repeatable")
+    what.add_argument("--backends", type=names, metavar="A,B",
+                      help="backends to run (default: every registered one + torch-cpu; those that cannot run "
+                           "here become skipped rows)")
+    how = parser.add_argument_group("how to measure")
+    how.add_argument("--count", type=positive_int, help="samples per latency layer (default 200; --quick 50)")
+    how.add_argument("--seconds", type=positive_float, help="time budget per layer instead of a count")
+    how.add_argument("--warmup", type=positive_int, help="warm-up calls (default 20, cut at 2 s)")
+    how.add_argument("--threads", type=positive_int, help="CPU threads for inference (default: each runtime's)")
+    how.add_argument("--frames", type=positive_int, help="camera-loop frames for the face model's pipeline FPS "
+                                                         "(default 150; --quick 30)")
+    how.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals and the demo frame")
+    how.add_argument("--row-timeout", type=positive_float, default=1800.0, metavar="S",
+                     help="a worker running longer fails its row (default 1800 s)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", type=Path, metavar="DIR", help="results folder (default benchmarks/results/<UTC time>/)")
+    add_model_fact_arguments(parser, "model facts for --model files without an edge config", layout=True)
+    return parser
+
+
+def user_error(message: str) -> int:
+    """Print one line and return the user-error exit code."""
+    print(f"python -m benchmarks: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the suite (or ``compare``); the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        from benchmarks import compare
+
+        return compare.main(argv[1:])
+    args = build_parser().parse_args(argv)
+    from benchmarks import suite
+    from edge.flags import config_overrides
+
+    try:
+        models = [] if args.model and not args.models else suite.select_models(args.models, quick=args.quick)
+        facts = {k: v for k, v in config_overrides(args).items() if v is not None}
+        if args.config:
+            from edge.config import load_config_file, merge
+
+            facts = merge(load_config_file(Path(args.config)), facts)
+        taken = {m.name for m in models}
+        for path in args.model:
+            spec = suite.user_model(path, facts)
+            name = spec.name
+            while name in taken:  # rows of a model are matched by name: keep names unique
+                name += "'"
+            taken.add(name)
+            models.append(suite.ModelSpec(name, spec.path, spec.config, spec.note, standard=False))
+    except (ValueError, EdgeError) as exc:
+        return user_error(str(exc))
+    quick = QUICK if args.quick else {}
+    options = suite.SuiteOptions(
+        count=args.count or quick.get("count", 200), seconds=args.seconds,
+        warmup=args.warmup or quick.get("warmup", 20), warmup_s=quick.get("warmup_s", 2.0), threads=args.threads,
+        seed=args.seed, pipeline_frames=args.frames or quick.get("pipeline_frames", 150),
+        row_timeout_s=args.row_timeout)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out_dir = args.out or DEFAULT_OUT / stamp
+    log_lines: List[str] = []
+    command = "python -m benchmarks" + "".join(" " + shlex.quote(a) for a in argv)
+    results = suite.run_suite(models, args.backends, options, command=command, progress=Progress(),
+                              log=log_lines.append)
+    from benchmarks import report
+
+    try:
+        written = report.write_all(results, out_dir)
+    except OSError as exc:
+        return user_error(f"cannot write results to {out_dir} ({exc.strerror or exc}); pick another --out")
+    (Path(out_dir) / "workers.log").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
+    print(report.markdown(results))
+    print(f"wrote {', '.join(str(p) for p in written)} (+ workers.log)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
