@@ -7,6 +7,7 @@ so that the camera pipeline and the benchmarks can time and overlap them.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
@@ -14,8 +15,10 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from edge.backends import create_backend
+from edge.backends.tensorrt import PLAN_SUFFIXES, plan_sidecar
 from edge.config import (
     LAYOUTS,
+    METADATA_KEY,
     EdgeConfig,
     load_config_file,
     load_json,
@@ -35,12 +38,12 @@ Result = Any  # Detections | Classification
 
 
 def resolve_config(info: OnnxInfo, overrides: Optional[Mapping[str, Any]] = None,
-                   config_file: Optional[Union[str, Path]] = None) -> EdgeConfig:
+                   config_file: Optional[Union[str, Path]] = None, use_sidecar: bool = True) -> EdgeConfig:
     """The model's edge config: embedded < sidecar JSON < --config file < overrides, completed from the graph."""
     where = str(info.path)
     data: Dict[str, Any] = info.embedded_config() or {}
     sidecar = sidecar_path(info.path)
-    if sidecar.is_file():
+    if use_sidecar and sidecar.is_file():
         data = merge(data, load_json(sidecar))
     if config_file is not None:
         data = merge(data, load_config_file(Path(config_file)))
@@ -107,13 +110,37 @@ class Model:
                  backend_options: Optional[Dict[str, Any]] = None,
                  report: Optional[Callable[[str], None]] = None) -> None:
         self.path = resolve_model(model)
-        info = read_onnx(self.path)
+        plan = self.path.suffix.lower() in PLAN_SUFFIXES
+        if plan:  # a TensorRT plan: only TensorRT reads its I/O, and its sidecar holds the config
+            if backend not in ("auto", "tensorrt"):
+                raise EdgeError(f"a TensorRT plan runs on the tensorrt backend, not '{backend}'",
+                                fix="use --backend tensorrt, or give the .onnx it was built from", where=str(self.path))
+            self.backend = create_backend(self.path, "tensorrt", threads=threads, options=backend_options,
+                                          report=report)
+            embedded = _plan_config(self.path)
+            info = OnnxInfo(self.path, self.backend.inputs, self.backend.outputs,
+                            {METADATA_KEY: json.dumps(embedded)} if embedded else {}, 0)
+        else:
+            info = read_onnx(self.path)
         self.info = info
-        self.config = resolve_config(info, config, config_file)
-        where = str(self.path)
+        try:
+            self._configure(info, config, config_file, score_threshold, use_sidecar=not plan)
+        except BaseException:
+            if plan:
+                self.backend.close()
+            raise
+        if not plan:  # after the config checks: a bad config fails before a slow session or engine build
+            self.backend = create_backend(self.path, backend, threads=threads, options=backend_options,
+                                          report=report)
+        self.last_timings_ms: Dict[str, float] = {}
+
+    def _configure(self, info: OnnxInfo, config: Optional[Mapping[str, Any]],
+                   config_file: Optional[Union[str, Path]], score_threshold: Optional[float],
+                   use_sidecar: bool) -> None:
+        self.config = resolve_config(info, config, config_file, use_sidecar=use_sidecar)
         labels = list(self.config.labels) if self.config.labels is not None else None
         self.decoder = build_decoder(self.config.decoder, labels=labels, input_wh=self.config.input.size_wh,
-                                     where=where)
+                                     where=str(self.path))
         self.decoder.check_outputs({o.name: o.shape for o in info.outputs})
         if score_threshold is not None:
             if not 0.0 <= score_threshold <= 1.0:
@@ -122,8 +149,6 @@ class Model:
             self.decoder.score_threshold = float(score_threshold)
         self.preprocessor = Preprocessor.from_config(self.config)
         self._input_name = self.config.input.name
-        self.backend = create_backend(self.path, backend, threads=threads, options=backend_options, report=report)
-        self.last_timings_ms: Dict[str, float] = {}
 
     # The three stages, for pipelines that time or overlap them.
     def preprocess(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, Transform]:
@@ -175,3 +200,12 @@ class Model:
 def load_model(model: Optional[Union[str, Path]] = None, **kwargs: Any) -> Model:
     """Load a model (None: the built-in face detector; a zoo name; or a .onnx path). See :class:`Model`."""
     return Model(model, **kwargs)
+
+
+def _plan_config(plan: Path) -> Optional[Dict[str, Any]]:
+    """The edge config stored in a plan's sidecar ({"edge_config": ..., "provenance": ...}), or None."""
+    sidecar = plan_sidecar(plan)
+    if sidecar is None:
+        return None
+    config = load_json(sidecar).get("edge_config")
+    return dict(config) if isinstance(config, Mapping) else None

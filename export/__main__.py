@@ -1,6 +1,7 @@
 """``python -m export``: turn trained models into ONNX files that edge runs with no extra flags.
 
-Commands: onnx (convert + embed the edge config + check), inspect, verify, deepstream, triton.
+Commands: onnx (convert + embed the edge config + check), inspect, verify, engine (build, list or
+clear TensorRT engines for this board), deepstream, triton.
 Each command is a module in export/commands/ with ``add_arguments(parser)`` and ``run(args)``.
 """
 
@@ -13,7 +14,7 @@ from typing import List, Optional
 
 from edge.errors import EdgeError
 
-COMMANDS = ("onnx", "inspect", "verify", "deepstream", "triton")
+COMMANDS = ("onnx", "inspect", "verify", "engine", "deepstream", "triton")
 
 
 def build_parser() -> argparse.ArgumentParser:

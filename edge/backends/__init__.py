@@ -18,15 +18,16 @@ from edge.backends.onnxruntime import (
     OnnxRuntimeTensorRTBackend,
 )
 from edge.backends.opencv import OpenCVBackend
+from edge.backends.tensorrt import TensorRTBackend
 from edge.errors import EdgeError
 
 BACKENDS: Dict[str, Type[Backend]] = {
     cls.name: cls
-    for cls in (OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend, OnnxRuntimeCUDABackend, OnnxRuntimeCPUBackend,
-                OpenCVBackend)
+    for cls in (TensorRTBackend, OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend, OnnxRuntimeCUDABackend,
+                OnnxRuntimeCPUBackend, OpenCVBackend)
 }
 #: what "auto" tries, fastest first
-AUTO_ORDER: Tuple[str, ...] = ("onnxruntime-tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "opencv")
+AUTO_ORDER: Tuple[str, ...] = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "opencv")
 
 
 def backend_class(name: str) -> Type[Backend]:

@@ -1,0 +1,184 @@
+"""The one place that knows TensorRT versions: import, feature detection, and the few calls that differ.
+
+Everything is found by feature detection on the imported module (``hasattr`` on the binding
+classes, brief §1.1), never from JetPack version strings. Supported: TensorRT >= 8.5 (JetPack 5.1+),
+10.x (JetPack 6.1+/7, x86 pip) and 11.x (strongly typed: precision comes from the ONNX file).
+``tensorrt`` is imported only inside :func:`import_tensorrt`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+from edge.errors import EdgeError, MissingDependency
+
+TENSORRT_FIX = (
+    "on a Jetson use JetPack's TensorRT (sudo apt install python3-libnvinfer) from a venv made with "
+    "python3 -m venv --system-site-packages; on x86 pip install 'tensorrt>=10,<11'"
+)
+
+
+def import_tensorrt() -> Any:
+    """The ``tensorrt`` module; MissingDependency naming JetPack's package or the pip wheel when absent."""
+    try:
+        import tensorrt
+    except ImportError:
+        raise MissingDependency("tensorrt", "building and running TensorRT engines", TENSORRT_FIX) from None
+    if getattr(tensorrt, "__file__", None) is None or not hasattr(tensorrt, "__version__"):
+        # a folder named tensorrt on sys.path imports as an empty namespace package
+        raise MissingDependency("tensorrt", "building and running TensorRT engines",
+                                f"{TENSORRT_FIX} (the 'tensorrt' found at {list(getattr(tensorrt, '__path__', []))} "
+                                "is a plain folder, not TensorRT)")
+    return tensorrt
+
+
+@dataclass(frozen=True)
+class TrtFeatures:
+    """What the imported TensorRT offers (attribute names from pyCore.cpp per release, brief §1.1)."""
+
+    version: Tuple[int, ...]
+    major: int
+    named_io: bool  # num_io_tensors / set_tensor_address / execute_async_v3 (>= 8.5)
+    binding_api: bool  # num_bindings / execute_async_v2 (<= 8.6, deprecated in 8.5)
+    pool_limit: bool  # config.set_memory_pool_limit (>= 8.4)
+    explicit_batch_flag: bool  # create_network needs 1 << EXPLICIT_BATCH (< 10; ignored in 10, gone in 11)
+    precision_flags: bool  # BuilderFlag.FP16 / INT8: weakly typed builds (<= 10.x)
+    int8_calibration: bool  # IInt8EntropyCalibrator2 + config.int8_calibrator (<= 10.x)
+    calibration_profile: bool  # config.set_calibration_profile (for dynamic networks)
+    engine_inspector: bool  # engine.create_engine_inspector + ProfilingVerbosity.DETAILED
+    fast_fp16_query: bool  # builder.platform_has_fast_fp16, not deprecated (< 10.5)
+    timing_cache: bool  # config.create_timing_cache / set_timing_cache
+    parser_node_names: bool  # ParserError.node_name() / node_operator() (>= 10)
+    dla: bool  # DeviceType.DLA can be targeted (TensorRT 11.0 has no DLA support)
+
+    @property
+    def version_string(self) -> str:
+        """"10.3.0"-style version text."""
+        return ".".join(str(part) for part in self.version)
+
+    @property
+    def strongly_typed(self) -> bool:
+        """Whether reduced precision can only come from the ONNX types (no FP16/INT8 builder flags)."""
+        return not self.precision_flags
+
+
+def parse_version(text: str) -> Tuple[int, ...]:
+    """"8.5.2.2" -> (8, 5, 2, 2); "10.3.0.post1" -> (10, 3, 0)."""
+    parts = []
+    for part in str(text).split("."):
+        match = re.match(r"\d+", part)
+        if not match:
+            break
+        parts.append(int(match.group()))
+    if not parts:
+        raise EdgeError(f"cannot read the TensorRT version {text!r}", fix=f"reinstall TensorRT: {TENSORRT_FIX}")
+    return tuple(parts)
+
+
+def features(trt: Any) -> TrtFeatures:
+    """Detect what ``trt`` offers; EdgeError for a binding-API-only TensorRT (< 8.5)."""
+    version = parse_version(trt.__version__)
+    flags = getattr(trt, "BuilderFlag", None)
+    creation = getattr(trt, "NetworkDefinitionCreationFlag", None)
+    feats = TrtFeatures(
+        version=version,
+        major=version[0],
+        named_io=hasattr(trt.ICudaEngine, "num_io_tensors") and hasattr(trt.IExecutionContext, "execute_async_v3"),
+        binding_api=hasattr(trt.ICudaEngine, "num_bindings"),
+        pool_limit=hasattr(trt.IBuilderConfig, "set_memory_pool_limit"),
+        explicit_batch_flag=hasattr(creation, "EXPLICIT_BATCH") and version[0] < 10,
+        precision_flags=hasattr(flags, "FP16"),
+        int8_calibration=hasattr(flags, "INT8") and hasattr(trt, "IInt8EntropyCalibrator2")
+        and hasattr(trt.IBuilderConfig, "int8_calibrator"),
+        calibration_profile=hasattr(trt.IBuilderConfig, "set_calibration_profile"),
+        engine_inspector=hasattr(trt.ICudaEngine, "create_engine_inspector") and hasattr(trt, "ProfilingVerbosity"),
+        # deprecated from 10.5 (C++), gone in 11: asked only where it is current
+        fast_fp16_query=hasattr(trt.Builder, "platform_has_fast_fp16") and version[:2] < (10, 5),
+        timing_cache=hasattr(trt.IBuilderConfig, "create_timing_cache"),
+        parser_node_names=hasattr(getattr(trt, "ParserError", None), "node_name"),
+        dla=hasattr(trt, "DeviceType") and version[:2] != (11, 0),
+    )
+    if not feats.named_io:
+        raise EdgeError(
+            f"TensorRT {trt.__version__} has only the binding API; edge needs TensorRT 8.5 or newer (named tensors)",
+            fix="flash JetPack 5.1 or newer (TensorRT 8.5+), or run with --backend onnxruntime",
+        )
+    return feats
+
+
+def network_flags(trt: Any, feats: TrtFeatures) -> int:
+    """Flags for ``builder.create_network``: EXPLICIT_BATCH where the 8.x ONNX parser requires it, else 0."""
+    if feats.explicit_batch_flag:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    return 0
+
+
+def set_workspace(config: Any, trt: Any, feats: TrtFeatures, nbytes: int) -> None:
+    """Limit the builder's scratch memory (on a Jetson it is taken from the shared system RAM)."""
+    if feats.pool_limit:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(nbytes))
+    else:  # TensorRT < 8.4; unreachable for supported versions, kept for completeness
+        config.max_workspace_size = int(nbytes)
+
+
+def parser_errors(parser: Any, nodes: Optional[Sequence[Tuple[str, str]]] = None) -> List[str]:
+    """The ONNX parser's errors, one string each, naming the node: name and operator from TensorRT >= 10,
+    else the node index (and its name/operator from ``nodes``, the ONNX graph's (name, op_type) list)."""
+    lines = []
+    for i in range(parser.num_errors):
+        error = parser.get_error(i)
+        index = error.node()
+        name = op = ""
+        if hasattr(error, "node_name"):
+            name, op = error.node_name(), error.node_operator()
+        elif nodes is not None and 0 <= index < len(nodes):
+            name, op = nodes[index]
+        code = getattr(error.code(), "name", str(error.code()))
+        desc = " ".join(str(error.desc()).split())
+        if name or op:
+            where = f"node '{name}' ({op})" if name else f"node #{index} ({op})"
+        elif index >= 0:
+            where = f"node #{index}"
+        else:
+            where = "model"
+        lines.append(f"{where}: {code}: {desc}")
+    return lines
+
+
+def _precision_of(datatype: str) -> str:
+    """fp32/fp16/bf16/fp8/int8/int or unknown, from an inspector "Format/Datatype" string: 8.x writes
+    "Row major linear FP16 format", 10.x "Half"; dynamic engines without shapes write "N/A ..."."""
+    text = datatype.lower()
+    for name, needles in (("unknown", ("n/a",)), ("int8", ("int8",)), ("bf16", ("bf16", "bfloat16")),
+                          ("fp8", ("fp8",)), ("fp16", ("fp16", "half")), ("fp32", ("fp32", "float")),
+                          ("int", ("int32", "int64", "bool"))):
+        if any(needle in text for needle in needles):
+            return name
+    return "unknown"
+
+
+def layer_precisions(engine_information: Any) -> dict:
+    """Count compute layers per precision from the engine inspector's JSON (``get_engine_information``).
+
+    Reformat layers (precision conversions) are not counted. A plan built without
+    ProfilingVerbosity.DETAILED lists layer names only: the result is then empty.
+    """
+    counts: dict = {}
+    for layer in engine_information.get("Layers", []):
+        if not isinstance(layer, dict) or layer.get("LayerType") == "Reformat":
+            continue
+        tensors = list(layer.get("Outputs") or []) + list(layer.get("Inputs") or [])
+        kinds = [_precision_of(str(t.get("Format/Datatype", ""))) for t in tensors if isinstance(t, dict)]
+        kind = next((k for k in kinds if k not in ("unknown", "int")), kinds[0] if kinds else "unknown")
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def obtained_precision(counts: dict) -> str:
+    """The engine's precision from layer counts: int8 if any INT8 layer, else fp16, else fp32, else unknown."""
+    for name in ("int8", "fp8", "fp16", "bf16", "fp32"):
+        if counts.get(name):
+            return name
+    return "unknown"

@@ -1,0 +1,146 @@
+"""edge.tensorrt.api against the fake tensorrt of each API generation: import, features, the calls that differ."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+from fake_tensorrt import install_fake
+from tiny_models import make_colour_classifier
+
+from edge.errors import EdgeError, MissingDependency
+from edge.tensorrt import api
+
+VERSIONS = ["8.5", "10.3", "11.1"]
+
+
+def test_missing_tensorrt_names_jetpack_package_and_pip(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import raises ImportError
+    with pytest.raises(MissingDependency) as err:
+        api.import_tensorrt()
+    assert "python3-libnvinfer" in str(err.value) and "--system-site-packages" in str(err.value)
+    assert "pip install 'tensorrt" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_folder_named_tensorrt_is_not_tensorrt(monkeypatch):
+    shadow = types.ModuleType("tensorrt")
+    shadow.__path__ = ["/somewhere/tests/tensorrt"]  # what a namespace package looks like: no __file__
+    monkeypatch.setitem(sys.modules, "tensorrt", shadow)
+    with pytest.raises(MissingDependency, match="plain folder"):
+        api.import_tensorrt()
+
+
+def test_import_returns_the_installed_module(monkeypatch):
+    fake = install_fake(monkeypatch, "10.3")
+    assert api.import_tensorrt() is fake.module
+
+
+#            version  explicit pool  flags  calib  fast16 names  dla   binding
+FEATURES = [("8.5",   True,    True, True,  True,  True,  False, True, True),
+            ("8.6",   True,    True, True,  True,  True,  False, True, True),
+            ("10.3",  False,   True, True,  True,  True,  True,  True, False),
+            ("11.0",  False,   True, False, False, False, True,  False, False),
+            ("11.1",  False,   True, False, False, False, True,  True, False)]
+
+
+@pytest.mark.parametrize("version,explicit,pool,flags,calib,fast16,names,dla,binding", FEATURES)
+def test_features_follow_the_api_matrix(monkeypatch, version, explicit, pool, flags, calib, fast16, names, dla,
+                                        binding):
+    feats = api.features(install_fake(monkeypatch, version).module)
+    assert feats.named_io and feats.engine_inspector and feats.timing_cache
+    assert (feats.explicit_batch_flag, feats.pool_limit, feats.precision_flags, feats.int8_calibration,
+            feats.fast_fp16_query, feats.parser_node_names, feats.dla, feats.binding_api) == (
+        explicit, pool, flags, calib, fast16, names, dla, binding)
+    assert feats.strongly_typed == (not flags)
+    assert feats.version[:2] == tuple(int(x) for x in version.split(".")) and feats.major == feats.version[0]
+
+
+def test_binding_only_tensorrt_is_refused_with_the_jetpack_fix(monkeypatch):
+    with pytest.raises(EdgeError) as err:
+        api.features(install_fake(monkeypatch, "8.2").module)
+    message = str(err.value)
+    assert "8.2.1.8" in message and "8.5" in message and "JetPack 5.1" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("text,expected", [("8.5.2.2", (8, 5, 2, 2)), ("10.3.0", (10, 3, 0)),
+                                           ("10.3.0.post1", (10, 3, 0)), ("11.1.0rc1", (11, 1, 0))])
+def test_parse_version(text, expected):
+    assert api.parse_version(text) == expected
+
+
+@pytest.mark.parametrize("version,flags", [("8.5", 1), ("10.3", 0), ("11.1", 0)])
+def test_network_flags(monkeypatch, version, flags):
+    trt = install_fake(monkeypatch, version).module
+    assert api.network_flags(trt, api.features(trt)) == flags
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_workspace_goes_through_the_memory_pool_limit(monkeypatch, version):
+    fake = install_fake(monkeypatch, version)
+    trt = fake.module
+    config = trt.Builder(trt.Logger()).create_builder_config()
+    api.set_workspace(config, trt, api.features(trt), 256 << 20)
+    assert fake.called("IBuilderConfig.set_memory_pool_limit") == [
+        f"IBuilderConfig.set_memory_pool_limit(WORKSPACE, {256 << 20})"]
+    assert not fake.called("IBuilderConfig.max_workspace_size")
+
+
+def _failed_parser(trt, path):
+    logger = trt.Logger()
+    builder = trt.Builder(logger)
+    network = builder.create_network(api.network_flags(trt, api.features(trt)))
+    parser = trt.OnnxParser(network, logger)
+    assert not parser.parse_from_file(str(path))
+    return parser
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_parser_errors_name_the_node(monkeypatch, face_model_path, version):
+    trt = install_fake(monkeypatch, version, unsupported_ops={"Pad"}).module
+    errors = api.parser_errors(_failed_parser(trt, face_model_path))
+    import onnx
+
+    pads = [(i, n.name) for i, n in enumerate(onnx.load(str(face_model_path)).graph.node) if n.op_type == "Pad"]
+    if version == "8.5":  # 8.x knows only the node index
+        assert len(errors) == 1 and errors[0].startswith(f"node #{pads[0][0]}: UNSUPPORTED_NODE: ")
+    else:  # 10.x names every unsupported node
+        assert len(errors) == len(pads) and errors[0].startswith(f"node '{pads[0][1]}' (Pad): UNSUPPORTED_NODE: ")
+    assert all("\n" not in e for e in errors)
+
+
+def test_parser_errors_take_node_names_from_the_onnx_on_8x(monkeypatch, tmp_path):
+    trt = install_fake(monkeypatch, "8.5", unsupported_ops={"Gemm"}).module
+    parser = _failed_parser(trt, make_colour_classifier(tmp_path / "c.onnx"))
+    assert api.parser_errors(parser, [("pool", "GlobalAveragePool"), ("flat", "Flatten"), ("fc", "Gemm")])[0] \
+        .startswith("node 'fc' (Gemm): UNSUPPORTED_NODE")
+    assert api.parser_errors(parser, [("", "GlobalAveragePool"), ("", "Flatten"), ("", "Gemm")])[0] \
+        .startswith("node #2 (Gemm)")
+
+
+def test_parser_refuses_implicit_batch_networks_on_8x(monkeypatch, tmp_path):
+    trt = install_fake(monkeypatch, "8.5").module
+    logger = trt.Logger()
+    parser = trt.OnnxParser(trt.Builder(logger).create_network(0), logger)
+    assert not parser.parse_from_file(str(make_colour_classifier(tmp_path / "c.onnx")))
+    assert "EXPLICIT_BATCH" in api.parser_errors(parser)[0] and api.parser_errors(parser)[0].startswith("model: ")
+
+
+def _layer(kind, fmt):
+    return {"Name": "l", "LayerType": kind, "Inputs": [{"Format/Datatype": fmt}], "Outputs": [{"Format/Datatype": fmt}]}
+
+
+@pytest.mark.parametrize("layers,counts,obtained", [
+    ([_layer("CaskConvolution", "Row major linear FP16 format"), _layer("Reformat", "Row major linear FP32")],
+     {"fp16": 1}, "fp16"),
+    ([_layer("CaskConvolution", "Half"), _layer("PointWiseV2", "Float")], {"fp16": 1, "fp32": 1}, "fp16"),
+    ([_layer("CaskConvolution", "Thirty-two wide channel vectorized row major Int8 format."),
+      _layer("CaskConvolution", "Float")], {"int8": 1, "fp32": 1}, "int8"),
+    ([_layer("CaskConvolution", "Float")], {"fp32": 1}, "fp32"),
+    ([_layer("CaskConvolution", "BFloat16")], {"bf16": 1}, "bf16"),
+    ([_layer("NoOp", "N/A due to dynamic shapes")], {"unknown": 1}, "unknown"),
+    (["conv1", "relu1"], {}, "unknown"),  # built without ProfilingVerbosity.DETAILED: names only
+])
+def test_layer_precisions_read_both_inspector_formats(layers, counts, obtained):
+    found = api.layer_precisions({"Layers": layers, "Bindings": []})
+    assert found == counts and api.obtained_precision(found) == obtained
