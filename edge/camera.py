@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default="auto", help="auto (default), onnxruntime, onnxruntime-cpu, "
                      "onnxruntime-cuda, onnxruntime-tensorrt, opencv")
     run.add_argument("--threads", type=int, help="CPU threads for inference (default: the backend's choice)")
+    run.add_argument("--precision", choices=["fp32", "fp16", "int8"],
+                     help="GPU backends: engine precision (default: fp16 where the GPU has fast fp16)")
+    run.add_argument("--calib-images", metavar="DIR", help="tensorrt int8: calibration images (a few hundred frames)")
     run.add_argument("--threshold", type=float, help="minimum score to report (default: from the model)")
     run.add_argument("--output", action="append", default=[], metavar="SPEC",
                      help="where results go; repeat for several (see below)")
@@ -96,8 +99,14 @@ def run(args: argparse.Namespace, say: Any) -> int:
         source_uri = source_uri or "demo://"
     parse_source(source_uri)  # a bad URI fails before the model loads
     report = None if args.quiet else say
+    backend_options = {"report": say if not args.quiet else (lambda line: None)}
+    if args.precision:
+        backend_options["precision"] = args.precision
+    if args.calib_images:
+        backend_options["calib_images"] = args.calib_images
     with Model(args.model, backend=args.backend, threads=args.threads, config=config_overrides(args),
-               config_file=args.config, score_threshold=args.threshold, report=report) as model:
+               config_file=args.config, score_threshold=args.threshold, backend_options=backend_options,
+               report=report) as model:
         if not args.quiet:
             say(f"model: {model.describe()}")
         with open_source(source_uri) as source:

@@ -12,7 +12,7 @@ outputs identical; float16 within 0.23 grey levels (the CPU path computes in flo
 The stated bound, for every value: ``|gpu - cpu| <= |gain_c| * 1 grey level`` (``gain_c = scale /
 std_c``: 1/255 in normalised units for ``scale = 1/255, std = 1``), leaving room for OpenCV builds
 whose rounding differs; float16 adds the CPU path's own rounding ``(255 * |gain_c| + |bias_c|) * 2**-10``;
-uint8: 1 level. ``tolerance()`` computes it; ``tests/cuda/test_gpu_reference.py`` checks it.
+uint8: 1 level. ``tolerance()`` computes it; ``tests/gpu/test_gpu_reference.py`` checks it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class KernelPlan:
     bias: Tuple[float, float, float]
     pad_value: int
     flags: int
-    transform: Transform
+    transform: Optional[Transform]
 
     def launch_args(self, src_ptr: int, src_pitch: int, dst_ptr: int) -> kernels.LaunchArgs:
         """The kernel's argument list for this plan."""
@@ -113,6 +113,11 @@ def reference_preprocess(frame_bgr: np.ndarray, input_spec: InputSpec, spec: Pre
         raise EdgeError(f"expected a BGR uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}",
                         where="gpu preprocess")
     plan = plan_for((frame.shape[1], frame.shape[0]), input_spec, spec)
+    return run_plan(frame, plan), plan.transform
+
+
+def run_plan(frame: np.ndarray, plan: KernelPlan) -> np.ndarray:
+    """What the kernel writes for ``plan`` and a (H, W, 3) uint8 frame, as a (1, ...) array."""
     (cx, cy, cw, ch), (rw, rh), (px, py) = plan.crop_xywh, plan.resized_wh, plan.paste_xy
     out_w, out_h = plan.out_wh
     nearest = bool(plan.flags & kernels.NEAREST)
@@ -140,7 +145,7 @@ def reference_preprocess(frame_bgr: np.ndarray, input_spec: InputSpec, spec: Pre
         out = planes.astype(np.float32) * gain + bias
         out = out.astype(np.float16 if plan.flags & kernels.OUT_F16 else np.float32)
     out = out if plan.flags & kernels.NHWC else out.transpose(2, 0, 1)
-    return np.ascontiguousarray(out[None]), plan.transform
+    return np.ascontiguousarray(out[None])
 
 
 def tolerance(input_spec: InputSpec, spec: PreprocessSpec, cpu: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ architecture NVRTC knows), else ``nvcc -cubin``; PyCUDA uses ``pycuda.compiler.S
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import shutil
 import subprocess
@@ -192,8 +193,9 @@ def nvcc_compile(compute_capability: Tuple[int, int]) -> bytes:
             return handle.read()
 
 
+@functools.lru_cache(maxsize=4)
 def compile_image(compute_capability: Tuple[int, int]) -> Tuple[bytes, str]:
-    """CUBIN or PTX for the device: NVRTC when it loads, else nvcc."""
+    """CUBIN or PTX for the device: NVRTC when it loads, else nvcc (cached per architecture)."""
     try:
         nvrtc = _import_nvrtc()
     except ImportError:
