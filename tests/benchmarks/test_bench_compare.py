@@ -163,3 +163,21 @@ def test_main_notes_environment_differences(tmp_path, capsys):
     main([str(_write(tmp_path / "a.json", a)), str(_write(tmp_path / "b.json", b))])
     expected = "note: environments differ, cpu: 'ARMv8 Processor rev 1 (v8l)' in A, 'x86_64' in B"
     assert expected in capsys.readouterr().out
+
+
+def test_noise_floor_between_runs():
+    """Intervals that do not overlap by less than the floor are run-to-run noise, not a regression."""
+    from benchmarks.compare import compare_results
+
+    def run(p50, lo, hi):
+        stats = {"n": 200, "min": p50 * 0.9, "p5": p50 * 0.95, "p50": p50, "p90": p50 * 1.1, "p95": p50 * 1.1,
+                 "p99": p50 * 1.2, "max": p50 * 1.5, "mean": p50, "std": p50 * 0.02, "cv_pct": 2.0,
+                 "p50_ci95": [lo, hi], "outliers": 0}
+        return {"rows": [{"model": "m", "backend": "b", "status": "ok", "latency_ms": {"inference": stats}}]}
+
+    a = run(10.0, 9.99, 10.01)
+    slightly = compare_results(a, run(10.2, 10.19, 10.21))[0]  # +2 %, intervals apart
+    assert slightly["change"] is None and not slightly["significant"] and "noise floor" in slightly["note"]
+    clearly = compare_results(a, run(10.5, 10.49, 10.51))[0]  # +5 %
+    assert clearly["change"] == "regression" and clearly["significant"]
+    assert compare_results(a, run(10.2, 10.19, 10.21), min_change=0.0)[0]["change"] == "regression"
