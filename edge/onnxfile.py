@@ -7,8 +7,6 @@ existing ``metadata_props``; ``onnx.helper.set_model_props`` would delete them.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -128,15 +126,10 @@ def save_atomic(model: Any, path: PathLike) -> None:
     """Save an ONNX model through a temporary file, so a crash never leaves half a file."""
     import onnx
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from edge.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def canonicalize(model: Any) -> None:

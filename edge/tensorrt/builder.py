@@ -10,9 +10,7 @@ differences are asked of :mod:`edge.tensorrt.api`; ``tensorrt`` is imported lazi
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import threading
 import time
 import warnings
@@ -22,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from edge.config import EdgeConfig
 from edge.errors import EdgeError
+from edge.files import write_atomic
 from edge.tensorrt import api
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -235,18 +234,6 @@ def _load_timing_cache(config: Any, path: Path, report: Callable[[str], None]) -
     return cache
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _run_build(builder: Any, network: Any, config: Any, report: Callable[[str], None]) -> Tuple[Any, float]:
     """build_serialized_network with a ticker thread (the binding releases the GIL while it builds)."""
     start = time.perf_counter()
@@ -384,7 +371,7 @@ def build_engine(onnx_path: Union[str, Path], options: Optional[BuildOptions] = 
         raise _build_failed(logger, options, where)
     plan = bytes(plan)
     if cache_path is not None:
-        _write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
+        write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
     counts = _inspect(trt, feats, plan, logger, options)
     obtained = api.obtained_precision(counts)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "layer precisions not available"

@@ -16,12 +16,12 @@ import json
 import os
 import platform as _platform
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from edge.files import write_atomic
 from edge.onnxfile import read_onnx
 from edge.settings import cache_dir
 
@@ -159,7 +159,7 @@ class BuildLock:
                 return
             except FileExistsError:
                 try:  # a file's age is wall-clock by nature
-                    if time.time() - self.path.stat().st_mtime > self.stale_s:
+                    if _wall_clock_s() - self.path.stat().st_mtime > self.stale_s:
                         _unlink(self.path)  # its builder died: take over
                         continue
                 except FileNotFoundError:
@@ -182,22 +182,14 @@ class BuildLock:
             self._exclusive_file = False
 
 
+def _wall_clock_s() -> float:
+    """Seconds since the epoch: comparable with file modification times (durations use perf_counter)."""
+    return datetime.datetime.now(datetime.timezone.utc).timestamp()
+
+
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, str(path))
-    finally:
-        _unlink(Path(tmp))
 
 
 class EngineCache:

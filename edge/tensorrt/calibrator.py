@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Union
@@ -21,6 +19,7 @@ import numpy as np
 
 from edge.config import EdgeConfig
 from edge.errors import EdgeError
+from edge.files import write_atomic
 
 
 def calibration_cache_key(image_paths: Sequence[Union[str, Path]], config: EdgeConfig, batch_size: int) -> str:
@@ -48,18 +47,6 @@ def calibration_images(folder: Union[str, Path], max_images: int = 500) -> List[
         raise EdgeError("no images in the calibration folder", fix=f"put {', '.join(IMAGE_EXTENSIONS)} files in it "
                         "(a few hundred like the ones the model will see)", where=str(folder))
     return paths
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class _Batches:
@@ -162,7 +149,7 @@ def make_calibrator(trt: Any, cuda_layer: Any, images: Union[str, Path], config:
 
         def write_calibration_cache(self, cache: Any) -> None:
             try:
-                _write_atomic(cache_file, bytes(cache))
+                write_atomic(cache_file, bytes(cache))
             except OSError as exc:
                 self.error = EdgeError(f"cannot write the calibration cache ({exc})", fix="check the folder's "
                                        "permissions and free space", where=str(cache_file))

@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
 from edge.errors import EdgeError
+from edge.files import copy_atomic
 
 HELP = "build a TensorRT engine for this board (cached); --list / --clear the engine cache"
 
@@ -110,19 +108,6 @@ def build(args: argparse.Namespace, cache_root: Path) -> int:
         copy_atomic(plan.with_suffix(".json"), args.output.with_suffix(".json"))
         print(f"wrote {args.output} and {args.output.with_suffix('.json')}")
     return 0
-
-
-def copy_atomic(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` through a temporary file in the target's folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + target.name + ".", suffix=".tmp", dir=str(target.parent))
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def render_list(rows: List[Dict[str, Any]], root: Path) -> str:
