@@ -80,7 +80,7 @@ def run(args: argparse.Namespace, say: Any) -> int:
     from edge.model import Model
     from edge.overlay import Annotator
     from edge.pipeline import Pipeline
-    from edge.sinks import open_sinks
+    from edge.sinks import close_sinks, open_sinks
     from edge.sources import default_camera, open_source, parse_source
 
     if args.max_frames is not None and args.max_frames < 1:
@@ -98,6 +98,7 @@ def run(args: argparse.Namespace, say: Any) -> int:
         say(f"source: camera {source_uri}" if source_uri else "source: no camera found, running on demo://")
         source_uri = source_uri or "demo://"
     parse_source(source_uri)  # a bad URI fails before the model loads
+    close_sinks(open_sinks(args.output, headless=True, fps=None))  # so do bad --output paths (no window yet)
     report = None if args.quiet else say
     backend_options = {"report": say if not args.quiet else (lambda line: None)}
     if args.precision:
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace, say: Any) -> int:
                 pipeline.run()
             except KeyboardInterrupt:
                 interrupted = True
+                _ignore_further_interrupts()  # a second Ctrl-C must not cut the summary and the clean-up short
             say(pipeline.summary.text(source_uri))
             if args.summary_json:
                 write_summary(args.summary_json, pipeline.summary.to_dict(), source_uri, model.describe())
@@ -145,6 +147,14 @@ def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _ignore_further_interrupts() -> None:
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point. Returns the exit code: 0 done, 2 user error, 130 stopped by Ctrl-C or SIGTERM."""
     args = build_parser().parse_args(argv)
@@ -166,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         say(f"error: {exc}")
         return 2
     except KeyboardInterrupt:
-        say("stopped (Ctrl-C) before the first frame")
+        say("stopped (Ctrl-C or SIGTERM)")
         return 130
 
 

@@ -130,8 +130,8 @@ class Model:
                 self.backend.close()
             raise
         if not plan:  # after the config checks: a bad config fails before a slow session or engine build
-            self.backend = create_backend(self.path, backend, threads=threads, options=backend_options,
-                                          report=report)
+            options = dict(backend_options or {}, edge_config=self.config)  # e.g. int8 calibration preprocessing
+            self.backend = create_backend(self.path, backend, threads=threads, options=options, report=report)
         self.last_timings_ms: Dict[str, float] = {}
 
     def _configure(self, info: OnnxInfo, config: Optional[Mapping[str, Any]],

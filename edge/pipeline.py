@@ -177,7 +177,7 @@ class Pipeline:
                 if item is _END:
                     break
                 if not self._deliver(*item):
-                    summary.ended = "window closed"
+                    summary.ended = "an output asked to stop (window closed or output pipe closed)"
                     break
                 if self.max_frames is not None and summary.frames >= self.max_frames:
                     summary.ended = "frame limit"
@@ -223,9 +223,13 @@ class Pipeline:
 
     def _shutdown(self, workers: List[_Worker]) -> None:
         self._stop.set()
-        for worker in workers:
-            if worker.is_alive():
-                worker.join(timeout=2.0)
-        self.summary.dropped = int(getattr(self.source, "dropped", 0) or 0)
-        self.summary.peak_rss_mb = peak_rss_mb()
-        close_sinks(self.sinks)
+        # Sinks first: only this thread writes them, and a second Ctrl-C during the joins below must
+        # not leave a video without its index.
+        try:
+            close_sinks(self.sinks)
+        finally:
+            for worker in workers:
+                if worker.is_alive():
+                    worker.join(timeout=2.0)
+            self.summary.dropped = int(getattr(self.source, "dropped", 0) or 0)
+            self.summary.peak_rss_mb = peak_rss_mb()

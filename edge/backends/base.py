@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from edge.cuda.base import CudaError
 from edge.errors import EdgeError
 from edge.onnxfile import TensorSpec, read_onnx
 
@@ -71,7 +72,12 @@ class Backend:
         if not self.inputs:
             info = read_onnx(self.model_path)
             self.inputs, self.outputs = info.inputs, info.outputs
-        self._prepare()
+        try:
+            self._prepare()
+        except CudaError as exc:  # e.g. out of device memory on a 4 GB board: a user-fixable condition
+            raise EdgeError(f"CUDA failed while preparing backend '{self.name}' ({exc})",
+                            fix="free GPU memory (close other GPU apps), lower --workspace, or use a CPU backend",
+                            where=str(self.model_path)) from None
         self.output_names = tuple(o.name for o in self.outputs)
         self._checks = tuple((i.name, i.shape, i.dtype) for i in self.inputs)
         self._prepared = True

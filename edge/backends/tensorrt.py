@@ -148,7 +148,8 @@ def engine_from_onnx(onnx_path: Path, options: Mapping[str, Any], layer: Any, *,
     cache = EngineCache(options.get("cache_dir"))
     calibration = None
     if options.get("calib_images"):
-        calibration = Calibration(images=Path(options["calib_images"]), cache_dir=cache.calibration_dir(), cuda=layer)
+        calibration = Calibration(images=Path(options["calib_images"]), cache_dir=cache.calibration_dir(), cuda=layer,
+                                  config=options.get("edge_config"))  # the config the model really runs with
     build_options = BuildOptions(precision=precision, workspace_mib=int(options.get("workspace_mib") or 1024),
                                  profiles=profiles, dla_core=options.get("dla_core"), calibration=calibration,
                                  timing_cache=cache.timing_cache_path(trt.__version__, device.compute_capability))
@@ -259,6 +260,9 @@ class TensorRTBackend(Backend):
 
         report = self.options.get("report") or print
         trt = import_tensorrt()
+        if "batch" not in self.options and "shapes" not in self.options:
+            # the camera app and Model feed one frame at a time: a dynamic batch gets a 1:1:1 profile
+            self.options["batch"] = (1, 1, 1)
         if not self.is_plan:
             check_request(self.model_path, self.options)  # before a CUDA context is made
         self._layer = open_layer(self.options.get("cuda"))

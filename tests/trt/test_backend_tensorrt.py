@@ -111,8 +111,14 @@ def test_dynamic_batch_profile(fake, tmp_path):
     for value in (model.graph.input[0], model.graph.output[0]):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     onnx.save(model, str(path))
+    with TensorRTBackend(path, options={"report": lambda line: None}) as single:  # the app feeds one frame
+        assert single.infer({"image": np.zeros((1, 3, 8, 8), np.float32)})["logits"].shape == (1, 3)
+        with pytest.raises(EdgeError, match="profile allows \\[1, 3, 8, 8\\] to \\[1, 3, 8, 8\\]"):
+            single.infer({"image": np.zeros((2, 3, 8, 8), np.float32)})
     with pytest.raises(EdgeError, match="dynamic shape \\?x3x8x8.*Fix: pass --batch MIN:OPT:MAX"):
-        TensorRTBackend(path, options={"report": lambda line: None}).prepare()
+        from edge.backends.tensorrt import check_request
+
+        check_request(path, {})  # ahead-of-time builds (python -m export engine) must say which batch
     with TensorRTBackend(path, options={"batch": "1:2:4", "report": lambda line: None}) as backend:
         assert backend.inputs[0].shape == (None, 3, 8, 8)
         for batch in (1, 4, 3):
