@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from edge.autoconfig import check_input_size, ultralytics_config
 from edge.backends import create_backend
 from edge.backends.tensorrt import PLAN_SUFFIXES, plan_sidecar
 from edge.config import (
@@ -39,15 +40,24 @@ Result = Any  # Detections | Classification
 
 def resolve_config(info: OnnxInfo, overrides: Optional[Mapping[str, Any]] = None,
                    config_file: Optional[Union[str, Path]] = None, use_sidecar: bool = True) -> EdgeConfig:
-    """The model's edge config: embedded < sidecar JSON < --config file < overrides, completed from the graph."""
+    """The model's edge config: embedded < sidecar JSON < --config file < overrides, completed from the graph.
+
+    A model without an embedded config but with another tool's metadata (an Ultralytics export) starts
+    from the config :mod:`edge.autoconfig` derives from it.
+    """
     where = str(info.path)
-    data: Dict[str, Any] = info.embedded_config() or {}
     sidecar = sidecar_path(info.path)
-    if use_sidecar and sidecar.is_file():
-        data = merge(data, load_json(sidecar))
+    layers = [load_json(sidecar)] if use_sidecar and sidecar.is_file() else []
     if config_file is not None:
-        data = merge(data, load_config_file(Path(config_file)))
-    data = merge(data, dict(overrides or {}))
+        layers.append(load_config_file(Path(config_file)))
+    layers.append(dict(overrides or {}))
+    data: Dict[str, Any] = info.embedded_config() or {}
+    if not data:  # e.g. an Ultralytics export: the config comes from its own metadata
+        given = {key for layer in layers for key, value in layer.items() if value is not None}
+        data = ultralytics_config(info, given) or {}
+    for layer in layers:
+        data = _merge_layer(data, layer)
+    check_input_size(info, data)  # a dynamic Ultralytics head needs sides that are multiples of its stride
     data = complete_from_graph(data, info)
     missing = missing_fields(data)
     if missing:
@@ -55,6 +65,15 @@ def resolve_config(info: OnnxInfo, overrides: Optional[Mapping[str, Any]] = None
     config = EdgeConfig.from_dict(data, where)
     check_against_graph(config, info)
     return config
+
+
+def _merge_layer(data: Dict[str, Any], layer: Mapping[str, Any]) -> Dict[str, Any]:
+    """Merge one config layer; a decoder of another type replaces the decoder rather than mixing fields."""
+    decoder = layer.get("decoder")
+    if isinstance(decoder, Mapping) and isinstance(data.get("decoder"), Mapping) \
+            and decoder.get("type") not in (None, data["decoder"].get("type")):
+        data = {key: value for key, value in data.items() if key != "decoder"}
+    return merge(data, layer)
 
 
 def complete_from_graph(data: Dict[str, Any], info: OnnxInfo) -> Dict[str, Any]:
@@ -141,6 +160,11 @@ class Model:
         labels = list(self.config.labels) if self.config.labels is not None else None
         self.decoder = build_decoder(self.config.decoder, labels=labels, input_wh=self.config.input.size_wh,
                                      where=str(self.path))
+        if self.decoder.task != self.config.task:
+            raise EdgeError(f"the edge config says task '{self.config.task}' but its '{self.decoder.kind}' decoder "
+                            f"gives {self.decoder.task} results",
+                            fix=f"drop --task (the model's decoder decides), or give a {self.config.task} decoder "
+                                "(--config decoder.json)", where=str(self.path))
         self.decoder.check_outputs({o.name: o.shape for o in info.outputs})
         if score_threshold is not None:
             if not 0.0 <= score_threshold <= 1.0:

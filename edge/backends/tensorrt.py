@@ -163,8 +163,16 @@ def engine_from_onnx(onnx_path: Path, options: Mapping[str, Any], layer: Any, *,
     plan, sidecar = cache.engine_for(onnx_path, build_options, build=build, device=device,
                                      trt_version=trt.__version__, report=report,
                                      cuda_version=getattr(layer, "cuda_version", None),
-                                     force=bool(options.get("force")))
+                                     force=bool(options.get("force")), edge_config=_config_dict(options))
     return plan, sidecar, (f"built in {built[0]:.1f} s" if built else "cache hit")
+
+
+def _config_dict(options: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The resolved edge config the model runs with (an EdgeConfig from Model, or a dict), as JSON data."""
+    config = options.get("edge_config")
+    if config is None:
+        return None
+    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
 
 def check_plan_sidecar(plan: Path, trt_version: str, device: Any) -> Dict[str, Any]:

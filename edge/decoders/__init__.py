@@ -11,19 +11,23 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from edge.decoders.anchors import ssd_anchors
 from edge.decoders.base import Decoder
+from edge.decoders.boxes import BoxesDecoder
 from edge.decoders.classify import ClassifyDecoder
-from edge.decoders.nms import nms, weighted_nms
+from edge.decoders.nms import batched_nms, nms, weighted_nms
 from edge.decoders.params import param_error
 from edge.decoders.ssd import SsdAnchorsDecoder
+from edge.decoders.yolo import YoloDecoder
 from edge.errors import EdgeError
 
 DECODER_TYPES: Dict[str, type] = {
     SsdAnchorsDecoder.kind: SsdAnchorsDecoder,
     ClassifyDecoder.kind: ClassifyDecoder,
+    YoloDecoder.kind: YoloDecoder,
+    BoxesDecoder.kind: BoxesDecoder,
 }
 
-__all__ = ["DECODER_TYPES", "ClassifyDecoder", "Decoder", "SsdAnchorsDecoder", "build_decoder", "nms",
-           "ssd_anchors", "weighted_nms"]
+__all__ = ["DECODER_TYPES", "BoxesDecoder", "ClassifyDecoder", "Decoder", "SsdAnchorsDecoder", "YoloDecoder",
+           "batched_nms", "build_decoder", "nms", "ssd_anchors", "weighted_nms"]
 
 
 def build_decoder(params: Dict[str, Any], *, labels: Optional[List[str]], input_wh: Tuple[int, int],

@@ -27,6 +27,7 @@ class Decoder:
     """
 
     kind: str = ""
+    task: str = "detect"  # the edge config task whose result this decoder produces
 
     def __init__(self, *, output_names: Tuple[str, ...], score_threshold: float, labels: Optional[List[str]],
                  input_wh: Tuple[int, int], where: str = "") -> None:

@@ -35,6 +35,7 @@ class ClassifyDecoder(Decoder):
     """
 
     kind = "classify"
+    task = "classify"
 
     def __init__(self, params: Dict[str, Any], *, labels: Optional[List[str]], input_wh: Tuple[int, int],
                  where: str = "") -> None:

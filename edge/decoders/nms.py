@@ -1,9 +1,11 @@
-"""Non-maximum suppression: classic greedy NMS and MediaPipe's weighted NMS.
+"""Non-maximum suppression: classic greedy NMS, its fast class-aware form, and MediaPipe's weighted NMS.
 
-Both are class-agnostic (as MediaPipe's NonMaxSuppressionCalculator is by default) and work on boxes
-``[x1, y1, x2, y2]`` in any one coordinate system (IoU does not change under per-axis scaling).
-A box suppresses another when their IoU is strictly greater than ``iou_threshold``. Equal scores keep
-input order, so results are deterministic.
+:func:`nms` and the weighted NMS are class-agnostic (as MediaPipe's NonMaxSuppressionCalculator is by
+default); :func:`batched_nms` is per class (as Ultralytics and ``torchvision.ops.batched_nms``) or
+agnostic, and is the fast path the YOLO and boxes decoders use. All work on boxes ``[x1, y1, x2, y2]``
+in any one coordinate system (IoU does not change under per-axis scaling). A box suppresses another
+when their IoU is strictly greater than ``iou_threshold``. Equal scores keep input order, so results are
+deterministic.
 """
 
 from __future__ import annotations
@@ -48,6 +50,69 @@ def nms(
         rest = remaining[1:]
         remaining = rest[iou_one_to_many(boxes[best], boxes[rest]) <= iou_threshold]
     return np.asarray(kept, dtype=np.int64)
+
+
+# Candidates are taken in blocks of this many, best first: small enough that the block's IoU matrices
+# stay in cache, large enough that the Python loop runs a handful of times.
+NMS_BLOCK = 256
+
+
+def pairwise_iou(boxes_a_xyxy: np.ndarray, boxes_b_xyxy: np.ndarray) -> np.ndarray:
+    """IoU of every box of (N, 4) ``a`` with every box of (M, 4) ``b``: (N, M) float32; 0 for empty unions."""
+    a = np.asarray(boxes_a_xyxy, dtype=np.float32).reshape(-1, 4)
+    b = np.asarray(boxes_b_xyxy, dtype=np.float32).reshape(-1, 4)
+    inter_w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    inter_h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    np.clip(inter_w, 0.0, None, out=inter_w)
+    np.clip(inter_h, 0.0, None, out=inter_h)
+    intersection = np.multiply(inter_w, inter_h, out=inter_w)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0.0, None) * np.clip(a[:, 3] - a[:, 1], 0.0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0.0, None) * np.clip(b[:, 3] - b[:, 1], 0.0, None)
+    union = area_a[:, None] + area_b[None, :] - intersection
+    return np.divide(intersection, union, out=np.zeros_like(union), where=union > 0)
+
+
+def batched_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: Optional[np.ndarray],
+                iou_threshold: float, max_detections: Optional[int] = None) -> np.ndarray:
+    """Greedy NMS per class (``class_ids`` given) or across classes (None): kept indices (int64), best first.
+
+    The same result as ``torchvision.ops.batched_nms`` (and :func:`nms` run per class), vectorised.
+    Candidates go best first in blocks of :data:`NMS_BLOCK`: one IoU matrix drops the block's boxes
+    that a box kept earlier suppresses, then a second (block x block, upper triangle) resolves the
+    block itself, where the Python loop visits only boxes that overlap a lower-scored one (a few per
+    object). Classes are kept apart by masking pairs of different classes, which is what the
+    coordinate-offset trick achieves, without its loss of float32 precision far from the origin.
+    Stops as soon as ``max_detections`` boxes are kept.
+    """
+    score_arr = np.asarray(scores, dtype=np.float64).reshape(-1)
+    order = _order_best_first(score_arr)
+    boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)[order]
+    ids = None if class_ids is None else np.asarray(class_ids).reshape(-1)[order]
+    limit = len(order) if max_detections is None else max_detections
+    kept: List[np.ndarray] = []
+    kept_count = 0
+    for start in range(0, len(order), NMS_BLOCK):
+        if kept_count >= limit:
+            break
+        block = np.arange(start, min(start + NMS_BLOCK, len(order)))
+        if kept_count:
+            earlier = np.concatenate(kept)
+            hit = pairwise_iou(boxes[block], boxes[earlier]) > iou_threshold
+            if ids is not None:
+                hit &= ids[block][:, None] == ids[earlier][None, :]
+            block = block[~hit.any(axis=1)]
+        over = pairwise_iou(boxes[block], boxes[block]) > iou_threshold
+        if ids is not None:
+            over &= ids[block][:, None] == ids[block][None, :]
+        over = np.triu(over, 1)  # row i: the lower-scored boxes of the block that i would suppress
+        keep = np.ones(len(block), dtype=bool)
+        for i in np.flatnonzero(over.any(axis=1)):  # ascending = best first, as greedy NMS visits them
+            if keep[i]:
+                keep[over[i]] = False
+        kept.append(block[keep])
+        kept_count += int(keep.sum())
+    positions = np.concatenate(kept)[:limit] if kept else np.zeros(0, np.int64)
+    return order[positions].astype(np.int64)
 
 
 def weighted_clusters(

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from edge.autoconfig import model_config
 from edge.files import write_atomic
 from edge.onnxfile import read_onnx
 from edge.settings import cache_dir
@@ -265,9 +266,14 @@ class EngineCache:
 
     def engine_for(self, onnx_path: Union[str, Path], options: Any, *, build: Callable[..., Any],
                    device: Any, trt_version: str, report: Optional[Report] = None,
-                   cuda_version: Optional[str] = None, force: bool = False) -> Entry:
+                   cuda_version: Optional[str] = None, force: bool = False,
+                   edge_config: Optional[Dict[str, Any]] = None) -> Entry:
         """The (plan path, sidecar) for ``onnx_path`` + ``options`` on ``device``: cached, or built now with
-        ``build(onnx_path, options, report=report)`` after one line saying why. One builder per key at a time."""
+        ``build(onnx_path, options, report=report)`` after one line saying why. One builder per key at a time.
+
+        edge_config: the config the model runs with, for the sidecar (a plan has no metadata of its own);
+        None: the ONNX's embedded config, or one derived from its metadata (e.g. an Ultralytics export).
+        """
         say = report or print
         onnx_path = Path(onnx_path)
         key = self.key_for(onnx_path, options, device=device, trt_version=trt_version)
@@ -285,7 +291,9 @@ class EngineCache:
                 reason = stale_reason(superseded[0][0], key)
             say(reason)
             result = build(onnx_path, options, report=say)
-            sidecar = {"edge_config": read_onnx(onnx_path).embedded_config(),
+            if edge_config is None:
+                edge_config = model_config(read_onnx(onnx_path))
+            sidecar = {"edge_config": edge_config,
                        "provenance": build_provenance(onnx_path, key, options, result, device, cuda_version)}
             entry = self.store(key, result.plan, sidecar)
             for old, plan in superseded:

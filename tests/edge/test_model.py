@@ -156,11 +156,25 @@ def test_config_that_does_not_fit_the_graph(colour_model_path, mutate, expected)
     (lambda d: _write(d / "empty.onnx", b""), "empty"),
     (lambda d: _write(d / "text.onnx", b"hello, I am not a model\n" * 10), "not a readable ONNX model"),
     (lambda d: "no_such_zoo_model", "neither a file nor a model shipped"),
+    (lambda d: _write(d / "best.pt", b"PK\x03\x04 a torch zip"), "PyTorch file.*yolo export model=best.pt"),
+    (lambda d: _write(d / "model.tflite", b"TFL3"), "TFLite file.*python -m export onnx model.tflite"),
 ])
 def test_bad_model_paths(tmp_path, make, expected):
     with pytest.raises(EdgeError, match=expected) as excinfo:
         Model(make(tmp_path))
     assert "Fix:" in str(excinfo.value)
+
+
+@pytest.mark.parametrize("task", ["classify"])
+def test_task_that_contradicts_the_decoder(face_model_path, task):
+    with pytest.raises(EdgeError, match=f"says task '{task}' but its 'ssd_anchors' decoder gives detect") as error:
+        Model(face_model_path, config={"task": task})
+    assert "drop --task" in str(error.value)
+
+
+def test_detect_task_on_a_classifier_decoder(colour_model_path):
+    with pytest.raises(EdgeError, match="says task 'detect' but its 'classify' decoder gives classify"):
+        Model(colour_model_path, config={"task": "detect", "decoder": {"type": "classify"}})
 
 
 def test_truncated_face_model(tmp_path, face_model_path):

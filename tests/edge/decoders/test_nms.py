@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.decoders.nms import iou_one_to_many, nms, weighted_clusters, weighted_nms
+from edge.decoders.nms import (
+    NMS_BLOCK,
+    batched_nms,
+    iou_one_to_many,
+    nms,
+    pairwise_iou,
+    weighted_clusters,
+    weighted_nms,
+)
 
 # Boxes [x1, y1, x2, y2]. A and B overlap with IoU 81/119; C is far away; D and E have IoU exactly 0.5.
 A = [0, 0, 10, 10]
@@ -97,3 +105,47 @@ def test_weighted_nms_with_threshold_one_keeps_every_box():
     boxes, scores, _ = weighted_nms(np.array([A, A], np.float32), np.array([0.9, 0.8]), None, 1.0)
     np.testing.assert_allclose(boxes, [A, A])
     np.testing.assert_allclose(scores, [0.9, 0.8])
+
+
+# ------------------------------------------------------------------ batched (class-aware) NMS
+@pytest.mark.parametrize("boxes, scores, class_ids, iou_threshold, max_detections, expected", [
+    ([A, B, C], [0.9, 0.8, 0.7], [0, 0, 0], 0.3, None, [0, 2]),     # one class: plain greedy
+    ([A, B, C], [0.9, 0.8, 0.7], [0, 1, 0], 0.3, None, [0, 1, 2]),  # B is another class: kept
+    ([A, B, C], [0.9, 0.8, 0.7], None, 0.3, None, [0, 2]),          # agnostic
+    ([A, B, C], [0.9, 0.8, 0.7], [0, 1, 0], 0.3, 2, [0, 1]),
+    ([D, E], [0.9, 0.8], [3, 3], 0.5, None, [0, 1]),                # IoU == threshold: kept
+    ([A, C, B], [0.5, 0.5, 0.5], [0, 0, 0], 0.3, None, [0, 1]),     # equal scores: input order decides
+    (np.zeros((0, 4)), [], [], 0.5, None, []),
+])
+def test_batched_nms_table(boxes, scores, class_ids, iou_threshold, max_detections, expected):
+    ids = None if class_ids is None else np.array(class_ids, np.int64)
+    kept = batched_nms(np.array(boxes, np.float32), np.array(scores, np.float32), ids, iou_threshold, max_detections)
+    assert kept.dtype == np.int64 and kept.tolist() == expected
+
+
+def random_boxes(rng: np.random.Generator, count: int):
+    corner = rng.uniform(0, 300, (count, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(5, 120, (count, 2))], axis=1).astype(np.float32)
+    scores = (rng.permutation(count) + 1).astype(np.float32) / count  # distinct: ties have no defined order
+    return boxes, scores, rng.integers(0, 5, count)
+
+
+@pytest.mark.parametrize("seed, count", [(0, 0), (1, 1), (2, 50), (3, 300), (4, NMS_BLOCK + 1), (5, 2000)])
+@pytest.mark.parametrize("iou_threshold", [0.3, 0.7])
+def test_batched_nms_equals_torchvision(seed, count, iou_threshold):
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    boxes, scores, class_ids = random_boxes(np.random.default_rng(seed), count)
+    for ids in (class_ids, np.zeros(count, np.int64)):
+        expected = torchvision.ops.batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores),
+                                               torch.from_numpy(ids), iou_threshold).numpy()
+        assert batched_nms(boxes, scores, ids, iou_threshold).tolist() == expected.tolist()
+    agnostic = batched_nms(boxes, scores, None, iou_threshold, max_detections=10)
+    assert agnostic.tolist() == nms(boxes, scores, iou_threshold, 10).tolist()
+
+
+def test_pairwise_iou_matches_one_to_many():
+    boxes, _, _ = random_boxes(np.random.default_rng(7), 20)
+    matrix = pairwise_iou(boxes, boxes[:5])
+    for j in range(5):
+        np.testing.assert_allclose(matrix[:, j], iou_one_to_many(boxes[j], boxes), rtol=1e-5, atol=1e-6)

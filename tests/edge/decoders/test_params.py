@@ -7,8 +7,10 @@ import copy
 import pytest
 
 from edge.decoders import DECODER_TYPES, build_decoder
+from edge.decoders.boxes import BoxesDecoder
 from edge.decoders.classify import ClassifyDecoder
 from edge.decoders.ssd import SsdAnchorsDecoder
+from edge.decoders.yolo import YoloDecoder
 from edge.errors import EdgeError
 
 ANCHORS = {"num_layers": 4, "min_scale": 0.1484375, "max_scale": 0.75, "strides": [8, 16, 16, 16],
@@ -34,7 +36,8 @@ def ssd(path="", value=None, remove=False):
 
 
 def test_registry():
-    assert DECODER_TYPES == {"ssd_anchors": SsdAnchorsDecoder, "classify": ClassifyDecoder}
+    assert DECODER_TYPES == {"ssd_anchors": SsdAnchorsDecoder, "classify": ClassifyDecoder, "yolo": YoloDecoder,
+                             "boxes": BoxesDecoder}
 
 
 def test_ssd_defaults():
@@ -62,8 +65,9 @@ def test_choices_are_case_insensitive():
 
 
 @pytest.mark.parametrize("params, messages", [
-    ({"type": "yolo"}, ["unknown decoder type 'yolo' in 'decoder.type' (known: classify, ssd_anchors)"]),
-    ({}, ["unknown decoder type None", "known: classify, ssd_anchors"]),
+    ({"type": "yolov9"}, ["unknown decoder type 'yolov9' in 'decoder.type' (known: boxes, classify, ssd_anchors, "
+                          "yolo)"]),
+    ({}, ["unknown decoder type None", "known: boxes, classify, ssd_anchors, yolo"]),
     ("ssd", ["decoder field 'decoder': expected an object"]),
     (ssd("boxes_output", remove=True),
      ["decoder field 'decoder.boxes_output' is missing (expected a non-empty string)"]),
