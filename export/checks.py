@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -84,6 +84,8 @@ class ParityReport:
     tolerance_name: str
     rows: List[Any] = field(default_factory=list)  # export.compare.OutputStats: worst case per output
     passed: bool = True
+    unordered: List[str] = field(default_factory=list)  # outputs compared as unordered rows (detections)
+    row_counts: List[int] = field(default_factory=list)  # their reference row count, per input
 
     def lines(self) -> List[str]:
         """One line per output plus a verdict."""
@@ -91,8 +93,15 @@ class ParityReport:
         out = [f"parity vs {self.framework} ({counts} inputs, {self.tolerance_name} tolerance):"]
         for row in self.rows:
             top1 = "" if row.top1_agreement is None else f", top-1 {100 * row.top1_agreement:.1f}%"
+            note = "" if row.reason == "within tolerance" else f" ({row.reason})"
             out.append(f"  {row.name}: max abs {row.max_abs:.3g}, max rel {row.max_rel:.3g}, "
-                       f"cosine {row.cosine:.6f}{top1} — {'ok' if row.passed else 'FAIL: ' + row.reason}")
+                       f"cosine {row.cosine:.6f}{top1} — {'ok' + note if row.passed else 'FAIL: ' + row.reason}")
+        if self.unordered and self.row_counts:
+            out.append(f"  rows of {', '.join(self.unordered)} (dynamic count) per input: "
+                       f"{min(self.row_counts)}..{max(self.row_counts)}")
+            if max(self.row_counts) == 0:
+                out.append("  note: no rows on any input, so only empty outputs were compared; lower the model's "
+                           "score threshold to check its values")
         out.append(f"  verdict: {'pass' if self.passed else 'FAIL'}")
         return out
 
@@ -100,22 +109,48 @@ class ParityReport:
 def parity(onnx_path: Path, runner: Runner, framework: str, inputs: Dict[str, List[np.ndarray]],
            tolerance_name: str, output_names: List[str],
            transpose_input: Optional[tuple] = None) -> ParityReport:
-    """Run ``runner`` (the source framework) and ONNX Runtime CPU on every input; keep the worst rows."""
+    """Run ``runner`` (the source framework) and ONNX Runtime CPU on every input; keep the worst rows.
+
+    ``runner`` returns the model's output tensors in ONNX output order (nested outputs flattened, see
+    export/nested.py). Outputs whose first dimension is dynamic and not the batch (detections with a
+    data-dependent count) are compared as unordered rows (export/rowmatch.py).
+    """
     from edge.backends import create_backend
-    from export.compare import TOLERANCES, combine, compare, passed
+    from export.compare import TOLERANCES, _failed, combine, compare, passed
 
     tolerance = TOLERANCES[tolerance_name]
     report = ParityReport(framework, {k: len(v) for k, v in inputs.items()}, tolerance_name)
     per_input = []
     with create_backend(onnx_path, "onnxruntime-cpu") as backend:
         input_name = backend.inputs[0].name
+        unordered = dynamic_row_outputs(backend.inputs[0].shape, [(o.name, o.shape) for o in backend.outputs])
         for batch in (b for group in inputs.values() for b in group):
             source_batch = batch if transpose_input is None else np.ascontiguousarray(batch.transpose(transpose_input))
-            reference = dict(zip(output_names, runner(source_batch)))
-            per_input.append(compare(reference, backend.infer({input_name: batch}), tolerance))
+            produced = runner(source_batch)
+            report.row_counts += _row_count(dict(zip(output_names, produced)), unordered)
+            candidate = backend.infer({input_name: batch})
+            if len(produced) != len(output_names):
+                reason = (f"the {framework} model gave {len(produced)} output tensors, the ONNX model has "
+                          f"{len(output_names)}")
+                per_input.append([_failed(n, (), reason) for n in output_names])
+                continue
+            per_input.append(compare(dict(zip(output_names, produced)), candidate, tolerance, unordered))
+    report.unordered = unordered
     report.rows = combine(per_input)  # worst case per output over all inputs; top-1 as the agreement rate
     report.passed = passed(report.rows)
     return report
+
+
+def _row_count(produced: Dict[str, np.ndarray], unordered: Sequence[str]) -> List[int]:
+    counts = [int(np.shape(produced[n])[0]) for n in unordered if n in produced and np.ndim(produced[n])]
+    return counts[:1]
+
+
+def dynamic_row_outputs(input_shape: Sequence[Any], outputs: Sequence[Tuple[str, Sequence[Any]]]) -> List[str]:
+    """Outputs whose first dimension is dynamic but not the input's batch: rows of a detection set."""
+    batch = input_shape[0] if input_shape else None
+    return [name for name, shape in outputs
+            if shape and not isinstance(shape[0], int) and (isinstance(batch, int) or shape[0] != batch)]
 
 
 def _first_line(exc: BaseException) -> str:

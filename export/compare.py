@@ -17,7 +17,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Tolerance:
-    """When two outputs agree. An element passes when ``|a - b| <= atol + rtol * |a|`` (a = reference).
+    """When two outputs agree. An element passes when ``|a - b| <= atol + rtol * |a|`` (a = reference;
+    for outputs named like boxes, ``|a|`` is the largest coordinate of the output: positions are judged
+    against the extent of the boxes, not against their distance from the image origin).
 
     An output passes when every element passes, the cosine similarity of the flattened arrays
     is at least ``min_cosine`` (judged only when some difference exceeds atol: below it the
@@ -87,10 +89,15 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip(np.dot(a, b) / (norm_a * norm_b), -1.0, 1.0))
 
 
+def _is_box_output(name: str) -> bool:
+    """Whether an output holds box coordinates, by its name (boxes, detection_boxes, pred_boxes, ...)."""
+    return "box" in name.lower()
+
+
 def _looks_like_scores(name: str, reference: np.ndarray) -> bool:
-    """(N, C) always; (N, ..., C) when named like scores or the rows are probabilities."""
-    if reference.ndim < 2 or reference.shape[-1] < 2 or reference.size == 0:
-        return False
+    """(N, C) unless named like boxes; (N, ..., C) when named like scores or the rows are probabilities."""
+    if reference.ndim < 2 or reference.shape[-1] < 2 or reference.size == 0 or _is_box_output(name):
+        return False  # box coordinates are not class scores, whatever their shape
     if reference.ndim == 2:
         return True
     if any(word in name.lower() for word in _SCORE_WORDS):
@@ -146,9 +153,12 @@ def _compare_one(name: str, reference: np.ndarray, candidate: np.ndarray, tolera
     if _looks_like_scores(name, reference):
         top1 = _top1_agreement(np.asarray(reference, np.float64), np.asarray(candidate, np.float64))
 
-    outside = int(np.count_nonzero(diff > tolerance.atol + tolerance.rtol * abs_a))
+    # Box coordinates are positions: their error is relative to the extent of the boxes, not to the
+    # distance from the image origin (a box at x = 8 is not ten times more exact than one at x = 80).
+    magnitude = np.full_like(abs_a, abs_a.max()) if _is_box_output(name) and abs_a.size else abs_a
+    outside = int(np.count_nonzero(diff > tolerance.atol + tolerance.rtol * magnitude))
     if outside:
-        worst = int(np.argmax(diff - tolerance.rtol * abs_a))
+        worst = int(np.argmax(diff - tolerance.rtol * magnitude))
         problems.append(f"{outside} of {diff.size} elements outside atol {tolerance.atol:g} + rtol "
                         f"{tolerance.rtol:g}*|ref| (worst: ref {a[worst]:.9g}, got {b[worst]:.9g}, "
                         f"diff {diff[worst]:.3g})")
@@ -162,20 +172,32 @@ def _compare_one(name: str, reference: np.ndarray, candidate: np.ndarray, tolera
 
 
 def compare(reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray],
-            tolerance: Tolerance) -> List[OutputStats]:
+            tolerance: Tolerance, unordered: Sequence[str] = ()) -> List[OutputStats]:
     """Compare every output of ``candidate`` with ``reference``; never raises on a mismatch.
 
     reference, candidate: outputs by name (numeric arrays of any dtype, compared in float64).
+    unordered: outputs whose first axis is a dynamic set of rows (detections (K, ...)), compared
+    together as one table whose rows may come in another order (export/rowmatch.py).
     Returns one OutputStats per reference output (in reference order), then one failed entry
     per output the candidate has that the reference lacks.
     """
+    from export.rowmatch import compare_table
+
+    table = [n for n in unordered if n in reference and n in candidate]
+    table_stats: Dict[str, OutputStats] = {}
+    if table:
+        found = compare_table(table, reference, candidate, tolerance.atol, tolerance.rtol,
+                              lambda n, r, c: _compare_one(n, r, c, tolerance), _failed)
+        table_stats = {s.name: s for s in found}
     stats: List[OutputStats] = []
     for name, ref in reference.items():
         ref = np.asarray(ref)
-        if name not in candidate:
+        if name in table_stats:
+            stats.append(table_stats[name])
+        elif name not in candidate:
             stats.append(_failed(name, tuple(int(d) for d in ref.shape), "missing from the candidate's outputs"))
-            continue
-        stats.append(_compare_one(name, ref, np.asarray(candidate[name]), tolerance))
+        else:
+            stats.append(_compare_one(name, ref, np.asarray(candidate[name]), tolerance))
     for name in candidate:
         if name not in reference:
             shape = tuple(int(d) for d in np.asarray(candidate[name]).shape)
@@ -225,7 +247,8 @@ def combine(per_input: Sequence[Sequence[OutputStats]]) -> List[OutputStats]:
         items = [s for _, s in entries]
         failures = [(i, s) for i, s in entries if not s.passed]
         top1s = [s.top1_agreement for s in items if s.top1_agreement is not None]
-        reason = "within tolerance" if not failures else (
+        notes = [s.reason for s in items if s.passed and s.reason != "within tolerance"]  # e.g. rows paired
+        reason = (notes[0] if notes else "within tolerance") if not failures else (
             (f"input {failures[0][0] + 1}: " if len(per_input) > 1 else "") + failures[0][1].reason)
         rows.append(OutputStats(
             name, items[0].shape, _reduce([s.max_abs for s in items], max), _reduce([s.max_rel for s in items], max),

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edge.errors import EdgeError, MissingDependency
+from export.nested import leaves
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -39,7 +40,7 @@ def load_keras(path: Path) -> Any:
         raise EdgeError("Keras model file not found", fix="check the path", where=str(path))
     try:
         model = keras.models.load_model(str(path), compile=False)
-    except (ValueError, OSError, KeyError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - Keras, h5py and zipfile raise many types for a bad or foreign file
         first = str(exc).strip().splitlines()[0][:250] if str(exc).strip() else type(exc).__name__
         raise EdgeError(f"Keras cannot load this file ({first})",
                         fix="save the model with model.save('model.keras'); custom layers must be importable",
@@ -62,13 +63,14 @@ def keras_input_shape(model: Any) -> Tuple[int, ...]:
     return (1,) + tuple(int(d) for d in dims[1:])
 
 
-def keras_runner(model: Any) -> Callable[[np.ndarray], List[np.ndarray]]:
-    """A function running the Keras model on a numpy batch, for the parity check."""
+def keras_runner(model: Any, kept: Optional[Sequence[int]] = None) -> Callable[[np.ndarray], List[np.ndarray]]:
+    """A function running the Keras model on a numpy batch, for the parity check: the leaves of its
+    (possibly nested) output in export order (export/nested.py); ``kept``: only those."""
     keras = _keras()
 
     def run(batch: np.ndarray) -> List[np.ndarray]:
         result = model(np.ascontiguousarray(batch), training=False)
-        outputs = result if isinstance(result, (list, tuple)) else [result]
-        return [np.asarray(keras.ops.convert_to_numpy(o)) for o in outputs]
+        found = [np.asarray(keras.ops.convert_to_numpy(leaf)) for _, leaf in leaves(result)]
+        return found if kept is None else [found[i] for i in kept]
 
     return run

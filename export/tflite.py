@@ -46,10 +46,11 @@ def tflite_to_onnx(source: Path, destination: Path) -> Path:
     logging.getLogger("tflite2onnx").setLevel(logging.ERROR)
     try:
         tflite2onnx.convert(str(source), str(partial))
-    except (NotImplementedError, ValueError, KeyError, AssertionError) as exc:
-        raise EdgeError(f"tflite2onnx cannot convert this model ({type(exc).__name__}: {exc})",
-                        fix="the model uses an operator tflite2onnx lacks; convert with tf2onnx instead",
-                        where=str(source)) from None
+    except Exception as exc:  # noqa: BLE001 - tflite2onnx raises anything on operators it lacks or a broken file
+        first = str(exc).strip().splitlines()[0][:250] if str(exc).strip() else ""
+        raise EdgeError(f"tflite2onnx cannot convert this model ({type(exc).__name__}: {first})",
+                        fix="check the .tflite is complete (re-export it); if it uses an operator tflite2onnx lacks, "
+                        "convert with tf2onnx instead", where=str(source)) from None
     partial.replace(destination)
     return destination
 

@@ -80,6 +80,23 @@ def _config_section(data: Optional[Dict[str, Any]], where: str) -> Dict[str, Any
     return {"config": data, "status": "valid"}
 
 
+def _derived_section(info: Any) -> Dict[str, Any]:
+    """No embedded config: the one edge derives from Ultralytics / YOLOv5 metadata, as the runtime would."""
+    from edge.autoconfig import derived_from, ultralytics_config
+    from edge.model import complete_from_graph
+
+    source = derived_from(info.metadata)
+    if source is None:
+        return {"config": None, "status": NO_CONFIG}
+    try:
+        data = complete_from_graph(ultralytics_config(info) or {}, info)
+    except EdgeError as exc:
+        return {"config": None, "status": f"none embedded; deriving one from {source} metadata fails: {exc.what}"}
+    section = _config_section(data, str(info.path))
+    section["status"] = f"derived from {source} metadata, none embedded; {section['status']}"
+    return section
+
+
 def inspect_onnx(path: Path) -> Dict[str, Any]:
     """Signature, operators, parameters, FLOP estimate, edge config and provenance of an ONNX file."""
     from onnx import helper
@@ -87,7 +104,8 @@ def inspect_onnx(path: Path) -> Dict[str, Any]:
     model = load_onnx(path)
     info = read_onnx(path)
     try:
-        config = _config_section(info.embedded_config(), str(path))
+        embedded = info.embedded_config()
+        config = _config_section(embedded, str(path)) if embedded is not None else _derived_section(info)
     except EdgeError as exc:
         config = {"config": None, "status": f"invalid: {exc.what}"}
     operators: Dict[str, int] = {}

@@ -3,12 +3,21 @@
 SOURCE is one of: a PyTorch callable (package.module:build_model or path/to/file.py:build_model,
 with --weights for a state_dict), a TorchScript file (.pt/.pth/.ts), a Keras file (.keras or
 legacy .h5; Keras 3 on the torch backend), a TFLite file (.tflite), or an ONNX file (.onnx:
-its edge config is added or replaced, the graph kept).
+its edge config is added or replaced, the graph kept; --config and flags override the embedded
+config, or for an Ultralytics / YOLOv5 export the one edge derives from its metadata).
+
+Nested outputs (tuples, lists, dicts: torchvision detectors' [{"boxes", "scores", "labels"}],
+Ultralytics' (y, [...])) become one ONNX output per tensor, named by their path (boxes, output0,
+output1.0, ...; export/nested.py); --output-names renames them, --keep-outputs keeps some.
 
 After conversion: onnx.checker, strict shape inference, optional onnxslim simplification, and a
 parity run of the source framework against ONNX Runtime on random and real inputs (max abs and
-relative error, cosine similarity, top-1 agreement), failing above the precision's tolerance.
-The file is written only when every check passes.
+relative error, cosine similarity, top-1 agreement), output by output, failing above the
+precision's tolerance; outputs with a dynamic row count (detections) are compared as unordered
+rows. The file is written only when every check passes.
+
+A classifier whose graph already ends in Softmax/Sigmoid gets decoder activation "none" (its
+outputs are probabilities); --activation overrides.
 
 --opset defaults to 17: the newest opset TensorRT 8.5 (JetPack 5.1) parses — its ONNX parser
 targets ONNX 1.12 — so one file serves JetPack 5, 6 and 7 boards.
@@ -37,7 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="PyTorch state_dict for a module:callable source")
     parser.add_argument("--input-shape", help="N,C,H,W (NCHW) or N,H,W,C (NHWC) for PyTorch sources")
     parser.add_argument("--input-name", default="input", help="name of the ONNX input (default: input)")
-    parser.add_argument("--output-names", help="comma-separated names for the ONNX outputs")
+    parser.add_argument("--output-names", help="comma-separated names for the ONNX outputs, one per exported tensor "
+                        "(nested outputs count their tensors: output0, output1.0, boxes, ...)")
+    parser.add_argument("--keep-outputs", metavar="NAMES",
+                        help="export only these outputs, by their default names (e.g. output0: only y of an "
+                        "Ultralytics model returning (y, [p3, p4, p5]))")
+    parser.add_argument("--activation", choices=["softmax", "sigmoid", "none"],
+                        help="classify decoder activation (default: none when the graph already ends in "
+                        "Softmax/Sigmoid, else softmax)")
     parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                         help=f"ONNX opset (default {DEFAULT_OPSET}: the newest TensorRT 8.5 on JetPack 5 parses)")
@@ -77,7 +93,8 @@ def requested_config(args: argparse.Namespace) -> Dict[str, Any]:
 def convert(args: argparse.Namespace, kind: str, partial: Dict[str, Any], scratch: Path) -> Tuple[Path, Any, str]:
     """Write the bare ONNX into ``scratch``; returns (path, parity runner or None, framework name)."""
     destination = scratch / "converted.onnx"
-    outputs = [n.strip() for n in args.output_names.split(",")] if args.output_names else None
+    outputs = _names(args.output_names)
+    keep = _names(args.keep_outputs)
     if kind in ("pytorch", "torchscript", "keras"):
         from export.pytorch import input_shape_from, pytorch_runner, pytorch_to_onnx
 
@@ -86,19 +103,19 @@ def convert(args: argparse.Namespace, kind: str, partial: Dict[str, Any], scratc
 
             module = load_keras(Path(args.source))
             shape = input_shape_from(args.input_shape, None) if args.input_shape else keras_input_shape(module)
-            runner, framework = keras_runner(module), "Keras"
-        else:
-            from export.pytorch import load_pytorch
+            kept = pytorch_to_onnx(module, destination, shape, opset=args.opset, dynamic_batch=args.dynamic_batch,
+                                   input_name=args.input_name, output_names=outputs, keep_outputs=keep)
+            return destination, keras_runner(module, kept), "Keras"
+        from export.pytorch import load_pytorch
 
-            module = load_pytorch(args.source, args.weights)
-            shape = input_shape_from(args.input_shape, (partial.get("input") or {}).get("shape"))
-            runner, framework = pytorch_runner(module), "PyTorch"
-        pytorch_to_onnx(module, destination, shape, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                        input_name=args.input_name, output_names=outputs)
-        return destination, runner, framework
-    if args.weights or args.input_shape or args.dynamic_batch or args.output_names:
-        raise EdgeError(f"--weights, --input-shape, --dynamic-batch and --output-names apply to PyTorch and Keras, "
-                        f"not to a {kind} source", fix="drop them", where="export onnx")
+        module = load_pytorch(args.source, args.weights)
+        shape = input_shape_from(args.input_shape, (partial.get("input") or {}).get("shape"))
+        kept = pytorch_to_onnx(module, destination, shape, opset=args.opset, dynamic_batch=args.dynamic_batch,
+                               input_name=args.input_name, output_names=outputs, keep_outputs=keep)
+        return destination, pytorch_runner(module, kept), "PyTorch"
+    if args.weights or args.input_shape or args.dynamic_batch or args.output_names or args.keep_outputs:
+        raise EdgeError(f"--weights, --input-shape, --dynamic-batch, --output-names and --keep-outputs apply to "
+                        f"PyTorch and Keras, not to a {kind} source", fix="drop them", where="export onnx")
     if kind == "tflite":
         from export.tflite import tflite_runner, tflite_to_onnx
 
@@ -107,15 +124,29 @@ def convert(args: argparse.Namespace, kind: str, partial: Dict[str, Any], scratc
     return Path(args.source), None, "ONNX"
 
 
-def finish_config(partial: Dict[str, Any], onnx_path: Path, where: str) -> EdgeConfig:
-    """Complete the config from the graph, validate it against the graph and its decoder."""
+def _names(text: Optional[str]) -> Optional[List[str]]:
+    return [n.strip() for n in text.split(",")] if text else None
+
+
+def finish_config(partial: Dict[str, Any], onnx_path: Path, where: str, activation: Optional[str] = None,
+                  report: Optional[List[str]] = None) -> EdgeConfig:
+    """Complete the config from the graph, validate it against the graph and its decoder.
+
+    activation: --activation; without it a classifier whose graph ends in Softmax/Sigmoid gets
+    activation none (export/activation.py). Lines worth printing are appended to ``report``.
+    """
+    from edge.autoconfig import check_input_size
     from edge.decoders import build_decoder
     from edge.model import check_against_graph, complete_from_graph
-    from edge.onnxfile import read_onnx
+    from edge.onnxfile import load_onnx, read_onnx
+    from export.activation import resolve_activation
 
     info = read_onnx(onnx_path)
-    existing = info.embedded_config() or {}
-    data = complete_from_graph(merge(existing, partial), info)
+    data = complete_from_graph(merge(_starting_config(info, partial), partial), info)
+    check_input_size(info, data)
+    lines = resolve_activation(data, load_onnx(onnx_path).graph, activation, where)
+    if report is not None:
+        report += lines
     missing = missing_fields(data)
     if missing:
         raise missing_config_error(missing, where, exporting=True)
@@ -125,6 +156,23 @@ def finish_config(partial: Dict[str, Any], onnx_path: Path, where: str) -> EdgeC
     decoder = build_decoder(config.decoder, labels=labels, input_wh=config.input.size_wh, where=where)
     decoder.check_outputs({o.name: o.shape for o in info.outputs})
     return config
+
+
+def _starting_config(info: Any, partial: Dict[str, Any]) -> Dict[str, Any]:
+    """The file's embedded edge config, else the one edge derives from its metadata (an Ultralytics export).
+
+    A decoder of another type in ``partial`` replaces the derived decoder instead of mixing fields.
+    """
+    from edge.autoconfig import ultralytics_config
+
+    existing = info.embedded_config()
+    if existing is None:
+        existing = ultralytics_config(info, {key for key, value in partial.items() if value is not None}) or {}
+    decoder, derived = partial.get("decoder"), existing.get("decoder")
+    other_type = isinstance(decoder, dict) and decoder.get("type") not in (None, (derived or {}).get("type"))
+    if other_type and isinstance(derived, dict):
+        existing = {key: value for key, value in existing.items() if key != "decoder"}
+    return existing
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     report: List[str] = []
     with tempfile.TemporaryDirectory(dir=str(output.parent.resolve())) as scratch:
         converted, runner, framework = convert(args, kind, partial, Path(scratch))
-        config = finish_config(partial, converted, str(args.source))
+        config = finish_config(partial, converted, str(args.source), args.activation, report)
         model = load_onnx(converted)
         report += structural_checks(model, str(args.source))
         if args.simplify:

@@ -31,6 +31,7 @@ from edge.config import EdgeConfig
 from edge.errors import EdgeError
 from edge.model import resolve_config
 from edge.onnxfile import OnnxInfo, read_onnx
+from export.checks import dynamic_row_outputs
 from export.compare import TOLERANCES, Tolerance, combine, compare, format_table, passed
 
 HELP = "run the same inputs through several backends and compare every output"
@@ -69,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"tolerance {args.precision}: atol {tolerance.atol:g}, rtol {tolerance.rtol:g}, "
           f"cosine >= {tolerance.min_cosine:g}, top-1 >= {tolerance.min_top1:.0%}")
     runs = run_backends(info.path, names, feeds, args.precision)
-    text, code = judge(runs, tolerance)
+    unordered = dynamic_row_outputs(info.inputs[0].shape if info.inputs else (),
+                                    [(o.name, o.shape) for o in info.outputs])
+    text, code = judge(runs, tolerance, unordered)
     print(text)
     return code
 
@@ -185,10 +188,11 @@ def run_backends(path: Path, names: Sequence[str], feeds: Sequence[Feeds], preci
     return runs
 
 
-def judge(runs: Sequence[BackendRun], tolerance: Tolerance) -> Tuple[str, int]:
+def judge(runs: Sequence[BackendRun], tolerance: Tolerance, unordered: Sequence[str] = ()) -> Tuple[str, int]:
     """Compare each candidate run with the first (the reference): (report text, exit code 0 or 1).
 
     runs: (backend label, outputs of each input set) in order, the reference first.
+    unordered: outputs with a dynamic row count (detections), compared as unordered rows.
     """
     (reference_name, reference), candidates = runs[0], runs[1:]
     blocks: List[str] = []
@@ -196,7 +200,7 @@ def judge(runs: Sequence[BackendRun], tolerance: Tolerance) -> Tuple[str, int]:
     for name, outputs in candidates:
         if len(outputs) != len(reference):
             raise ValueError(f"{name} ran {len(outputs)} input sets, the reference {len(reference)}")
-        stats = combine([compare(ref, cand, tolerance) for ref, cand in zip(reference, outputs)])
+        stats = combine([compare(ref, cand, tolerance, unordered) for ref, cand in zip(reference, outputs)])
         blocks.append(format_table(stats, reference_name, name))
         if not passed(stats):
             failed.append(f"{name} ({', '.join(s.name for s in stats if not s.passed)})")

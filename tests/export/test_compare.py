@@ -163,3 +163,19 @@ def test_combine_takes_the_worst_case_and_names_the_input():
 
 def test_empty_comparison_does_not_pass():
     assert passed([]) is False
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("boxes", True),             # 0.015 px at x = 8 in boxes reaching 320 px: within 1e-3 of their extent
+    ("detection_boxes", True),
+    ("features", False),         # any other output: 0.015 at 8 is 1.9e-3 relative, outside fp32
+])
+def test_box_coordinates_are_judged_against_their_extent(name, ok):
+    reference = np.array([[8.0, 20.0, 300.0, 320.0], [100.0, 4.0, 180.0, 90.0]], np.float32)
+    candidate = reference.copy()
+    candidate[0, 0] += 0.015
+    stats = compare({name: reference}, {name: candidate}, TOLERANCES["fp32"])[0]
+    assert stats.passed is ok, stats.reason
+    far = reference.copy()
+    far[1, 2] += 0.5  # half a pixel is beyond 1e-4 + 1e-3 * 320 = 0.32 px everywhere
+    assert not compare({name: reference}, {name: far}, TOLERANCES["fp32"])[0].passed

@@ -224,3 +224,31 @@ def test_entry_point_runs_as_a_module(colour_model_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["operators"]["Gemm"] == 1
+
+
+@pytest.mark.parametrize("metadata_extra, status, config_fields", [
+    ({}, "derived from Ultralytics metadata, none embedded; valid",
+     {"task": "detect", "labels": ["class0", "class1", "class2"]}),
+    ({"head": "RTDETRDecoder"}, "derived from Ultralytics metadata, none embedded; valid",
+     {"preprocess": {"resize": "stretch"}}),
+    ({"imgsz": "[640, 640]"}, "none embedded; deriving one from Ultralytics metadata fails: Ultralytics metadata "
+                              "says imgsz [640, 640]", None),
+])
+def test_ultralytics_export_shows_the_derived_config(capsys, tmp_path, metadata_extra, status, config_fields):
+    from ultralytics_models import make_fake_ultralytics, ultralytics_metadata
+
+    head = "head" in metadata_extra
+    path = make_fake_ultralytics(tmp_path / "yolo11n.onnx", ultralytics_metadata(3, **metadata_extra),
+                                 output_shape=(1, 16, 6) if head else (1, 7, 16))
+    report = _inspect_json(capsys, path)
+    assert report["edge_config_status"].startswith(status)
+    if config_fields is None:
+        assert report["edge_config"] is None
+        return
+    for key, value in config_fields.items():
+        if isinstance(value, dict):
+            assert {k: report["edge_config"][key][k] for k in value} == value
+        else:
+            assert report["edge_config"][key] == value
+    code, out, _ = _inspect(capsys, path)
+    assert code == 0 and f"edge config ({status}):" in out and "edge config: none" not in out

@@ -40,6 +40,40 @@ NETS = textwrap.dedent("""
     def not_a_module():
         return 42
 
+    def raises():
+        raise RuntimeError("weights server unreachable")
+
+    def returns_none():
+        class M(torch.nn.Module):
+            def forward(self, x):
+                return x.mean((2, 3)), None
+        return M()
+
+    def asserts():
+        class M(torch.nn.Module):
+            def forward(self, x):
+                assert x.shape[1] == 4, "expects 4 channels"
+                return x.mean((2, 3))
+        return M()
+
+    def fft():
+        class M(torch.nn.Module):
+            def forward(self, x):
+                return torch.fft.fft2(x).abs().mean((2, 3))
+        return M()
+
+    def constant():
+        class M(torch.nn.Module):
+            def forward(self, x):
+                return torch.tensor(x.mean((2, 3)).tolist())  # traced as a constant
+        return M()
+
+    def channel_means():
+        class M(torch.nn.Module):
+            def forward(self, x):
+                return x.mean((0, 2, 3))  # (3,): no batch axis
+        return M()
+
     def grid_sampler():
         class G(torch.nn.Module):
             def forward(self, x):
@@ -161,14 +195,36 @@ def test_exports_are_byte_identical(work):
     (["labels.tflite"], "not a TFLite flatbuffer"),
     (["labels.onnx"], "not a readable ONNX model"),
     (["nets.py:build", "--input-shape", "1,3,32,32", "--output", "no/dir/x.onnx"], "mkdir -p no/dir"),
+    # converter and user-code failures: one line each, never a traceback
+    (["nets.py:raises", "--input-shape", "1,3,32,32"], "building the model raised RuntimeError: weights server"),
+    (["nets.py:returns_none", "--input-shape", "1,3,32,32"], "output 'output1' of the model is a NoneType"),
+    (["nets.py:asserts", "--input-shape", "1,3,32,32"], "(AssertionError: expects 4 channels)"),
+    (["nets.py:fft", "--input-shape", "1,3,32,32"], "'aten::fft_fft2' to ONNX opset version 17 is not supported"),
+    (["nets.py:constant", "--input-shape", "1,3,32,32"], "the exported graph does not use its input"),
+    (["nameerror.py:build", "--input-shape", "1,3,32,32"], "importing 'nameerror.py' raised NameError"),
+    (["syntax.py:build", "--input-shape", "1,3,32,32"], "importing 'syntax.py' raised SyntaxError"),
+    (["missing_dep.py:build", "--input-shape", "1,3,32,32"], "Fix: install what it imports"),
+    (["nets.py:two_heads", "--input-shape", "1,3,32,32", "--keep-outputs", "y"], "the model's outputs are output0"),
+    (["labels.tflite", "--keep-outputs", "output0"], "apply to PyTorch and Keras"),
+    (["nets.py:channel_means", "--input-shape", "1,3,32,32", "--dynamic-batch"], "has shape [3] for a batch of 1"),
+    (["broken.keras"], "keras"),  # Keras cannot load it, or Keras is not installed: either way one line
+    (["broken.h5"], "keras"),
+    (["broken.tflite"], "tflite2onnx"),  # a TFL3 header and garbage: converter crash, or not installed
 ])
-def test_bad_input_is_one_line_with_a_fix(work, capsys, args, expected):
-    for name in ("labels.tflite", "labels.onnx"):
+def test_bad_input_is_one_line_with_a_fix(work, capfd, args, expected):
+    for name in ("labels.tflite", "labels.onnx", "broken.h5"):
         (work / name).write_text("not a model\n")
+    (work / "broken.keras").write_bytes(b"PK\x03\x04 not a zip")
+    (work / "broken.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    (work / "nameerror.py").write_text("import torch\nundefined_name\n")
+    (work / "syntax.py").write_text("def build(:\n")
+    (work / "missing_dep.py").write_text("import no_such_module_here\n")
     extra = [] if any(a.startswith("--task") for a in args) else CLASSIFY
     assert export(*args, *extra) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    out, err = capfd.readouterr()  # file-descriptor level: also what native code prints
+    err = err.strip().splitlines()
     assert len(err) == 1 and expected in err[0] and "Fix:" in err[0], err
+    assert out == "", out  # no report, no dump of torch's IR graph
     leftovers = [p.name for p in work.iterdir() if p.suffix == ".onnx" or p.name.startswith("tmp")]
     assert leftovers == ["labels.onnx"], leftovers  # nothing written, no scratch folder left behind
 
@@ -180,8 +236,8 @@ def test_missing_facts_name_the_flags(work, capsys):
 
 
 def test_keras_files(work, capsys):
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # before the first import of keras in this process
     pytest.importorskip("keras", reason="Keras export needs keras")
-    os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
 
     if keras.backend.backend() != "torch":
@@ -255,8 +311,8 @@ def test_parity_failure_writes_nothing(work, capsys, monkeypatch):
 
     honest = pytorch_export.pytorch_runner
 
-    def drifting_runner(module):
-        run = honest(module)
+    def drifting_runner(module, kept=None):
+        run = honest(module, kept)
         return lambda batch: [o + 0.05 for o in run(batch)]  # what a silently wrong export looks like
 
     monkeypatch.setattr(pytorch_export, "pytorch_runner", drifting_runner)
@@ -274,3 +330,43 @@ def test_simplify_with_onnxslim(work, capsys):
     assert export("nets.py:build", "--input-shape", "1,3,32,32", *CLASSIFY, "--simplify", "--output", "s.onnx") == 0
     out = capsys.readouterr().out
     assert "onnxslim:" in out and "verdict: pass" in out
+
+
+def test_ultralytics_onnx_gets_a_small_override_on_its_derived_config(tmp_path, capsys):
+    from ultralytics_models import make_fake_ultralytics, ultralytics_metadata
+
+    source = make_fake_ultralytics(tmp_path / "yolo11n.onnx", ultralytics_metadata(3))
+    output = tmp_path / "re.onnx"
+    config = _write(tmp_path / "p1.json", {"decoder": {"score_threshold": 0.5}})
+    assert main(["onnx", str(source), "--config", config, "--output", str(output)]) == 0
+    embedded = read_onnx(output).embedded_config()
+    assert embedded["decoder"]["score_threshold"] == 0.5 and embedded["decoder"]["type"] == "yolo"
+    assert embedded["decoder"]["nms"]["iou_threshold"] == 0.7  # the rest as derived from the metadata
+    assert embedded["labels"] == ["class0", "class1", "class2"] and embedded["preprocess"]["resize"] == "letterbox"
+    assert read_onnx(output).metadata["task"] == "detect"  # Ultralytics' metadata is kept
+    assert "edge config: detect, 1x3x32x32 NCHW RGB, letterbox" in capsys.readouterr().out
+
+
+def test_ultralytics_onnx_with_a_decoder_of_another_type(tmp_path):
+    from ultralytics_models import make_fake_ultralytics, ultralytics_metadata
+
+    source = make_fake_ultralytics(tmp_path / "yolo11n.onnx", ultralytics_metadata(3), output_shape=(1, 16, 6))
+    boxes = {"type": "boxes", "output": "output0", "score_threshold": 0.4}
+    config = _write(tmp_path / "boxes.json", {"decoder": boxes})
+    assert main(["onnx", str(source), "--config", config, "--output", str(tmp_path / "b.onnx")]) == 0
+    assert read_onnx(tmp_path / "b.onnx").embedded_config()["decoder"] == boxes  # not mixed with yolo's fields
+
+
+def test_dynamic_ultralytics_onnx_input_shape_must_suit_the_stride(tmp_path, capsys):
+    import onnx
+    from ultralytics_models import make_fake_ultralytics, ultralytics_metadata
+
+    source = make_fake_ultralytics(tmp_path / "dyn.onnx", ultralytics_metadata(3))
+    model = onnx.load(str(source))
+    for dim, name in zip(model.graph.input[0].type.tensor_type.shape.dim[2:], ("height", "width")):
+        dim.dim_param = name
+    onnx.save(model, str(source))
+    config = _write(tmp_path / "shape.json", {"input": {"shape": [1, 3, 40, 40]}})
+    assert main(["onnx", str(source), "--config", config, "--output", str(tmp_path / "d.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a positive multiple of the model's stride 32" in err and len(err.splitlines()) == 1
