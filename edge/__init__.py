@@ -25,6 +25,7 @@ _EXPORTS = {
     "Detections": "edge.results",
     "Classification": "edge.results",
     "Frame": "edge.results",
+    "Tracker": "edge.tracking",
     "EdgeConfig": "edge.config",
 }
 

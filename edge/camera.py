@@ -25,6 +25,7 @@ examples:
   python -m edge.camera                                   # default model, camera or demo://
   python -m edge.camera --source demo:// --headless --max-frames 100 --output out.mp4 --output -
   python -m edge.camera --model classifier.onnx --task classify --preset imagenet --labels labels.txt
+  python -m edge.camera --source demo:// --track --output -    # detections with persistent track ids
 """
 
 
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="GPU backends: engine precision (default: fp16 where the GPU has fast fp16)")
     run.add_argument("--calib-images", metavar="DIR", help="tensorrt int8: calibration images (a few hundred frames)")
     run.add_argument("--threshold", type=float, help="minimum score to report (default: from the model)")
+    run.add_argument("--track", action="store_true",
+                     help="detectors: give each detection a track id that persists across frames (ByteTrack-style)")
     run.add_argument("--output", action="append", default=[], metavar="SPEC",
                      help="where results go; repeat for several (see below)")
     run.add_argument("--headless", action="store_true", help="no window, even where a display exists")
@@ -51,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = parser.add_argument_group("information")
     info.add_argument("--list-cameras", action="store_true", help="list the cameras found and exit")
     info.add_argument("--list-backends", action="store_true", help="list backends and whether they run here")
+    info.add_argument("--list-models", action="store_true", help="list the models shipped with edge and exit")
     add_model_fact_arguments(parser, "model facts, for an ONNX file without an edge config")
     return parser
 
@@ -73,6 +77,27 @@ def _list_backends(say: Any) -> int:
         status = "available" if reason is None else f"unavailable: {reason}"
         say(f"{name:<22} {BACKENDS[name].summary}. {status}")
     return 0
+
+
+def _list_models(say: Any) -> int:
+    from edge.zoo import TABLE_HEADER, list_models
+
+    say(TABLE_HEADER)
+    for entry in list_models():
+        say(entry.row())
+    return 0
+
+
+def _tracker(model: Any, enabled: bool) -> Any:
+    """The tracker for --track (None without it); a classifier cannot be tracked."""
+    if not enabled:
+        return None
+    if model.task != "detect":
+        raise EdgeError(f"--track follows detected objects, but this model's task is '{model.task}'",
+                        fix="drop --track, or use a detection model", where="--track")
+    from edge.tracking import Tracker
+
+    return Tracker.for_model(model)
 
 
 def run(args: argparse.Namespace, say: Any) -> int:
@@ -110,13 +135,16 @@ def run(args: argparse.Namespace, say: Any) -> int:
                report=report) as model:
         if not args.quiet:
             say(f"model: {model.describe()}")
+        tracker = _tracker(model, args.track)
+        if tracker is not None and not args.quiet:
+            say(f"tracking: {tracker!r}")
         with open_source(source_uri) as source:
             sinks = open_sinks(args.output, headless=args.headless, fps=getattr(source, "fps", None))
             if not args.quiet:
                 outputs = ", ".join(type(s).__name__ for s in sinks) or "none (add --output)"
                 say(f"source: {source_uri}; outputs: {outputs}")
-            pipeline = Pipeline(model, source, sinks, annotator=Annotator(), max_frames=args.max_frames,
-                                started_s=_STARTED_S)
+            pipeline = Pipeline(model, source, sinks, annotator=Annotator(), tracker=tracker,
+                                max_frames=args.max_frames, started_s=_STARTED_S)
             interrupted = False
             try:
                 pipeline.run()
@@ -171,6 +199,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _list_cameras(say)
         if args.list_backends:
             return _list_backends(say)
+        if args.list_models:
+            return _list_models(say)
         return run(args, say)
     except EdgeError as exc:
         say(f"error: {exc}")

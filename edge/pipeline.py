@@ -1,9 +1,10 @@
-"""The camera pipeline: capture -> preprocess -> infer -> decode -> draw -> sink, overlapped.
+"""The camera pipeline: capture -> preprocess -> infer -> decode [-> track] -> draw -> sink, overlapped.
 
 Three threads connected by short queues: a capture thread pulls frames from the source, an
-inference thread preprocesses, infers and decodes, and the calling thread draws and writes
-the sinks. Numpy, OpenCV and the backends release the GIL, so the stages run concurrently
-and throughput approaches 1 / (slowest stage). Every stage is timed on every frame.
+inference thread preprocesses, infers, decodes and (with a tracker) tracks, and the calling
+thread draws and writes the sinks. Numpy, OpenCV and the backends release the GIL, so the
+stages run concurrently and throughput approaches 1 / (slowest stage). Every stage is timed
+on every frame.
 
 Stopping (end of input, frame limit, Ctrl-C, lost camera, a closed window) always goes
 through the same path: threads stopped, sinks closed (files finalised), summary returned.
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from edge.sinks import close_sinks
-from edge.stats import StageTimes, peak_rss_mb
+from edge.stats import STAGES, StageTimes, peak_rss_mb
 
 _END = object()
 _POLL_S = 0.1
@@ -109,20 +110,28 @@ def _get(q: "queue.Queue[Any]", stop: threading.Event, workers: Sequence[_Worker
 
 
 class Pipeline:
-    """Runs a model over a source into sinks. ``run()`` returns a RunSummary."""
+    """Runs a model over a source into sinks. ``run()`` returns a RunSummary.
+
+    annotator: draws results for the sinks that show pixels (``edge.overlay.Annotator``), or None.
+    tracker: an ``edge.Tracker`` that gives detections track ids (a timed "track" stage), or None.
+    """
 
     def __init__(self, model: Any, source: Any, sinks: Sequence[Any], *, annotator: Any = None,
-                 max_frames: Optional[int] = None, started_s: Optional[float] = None) -> None:
+                 tracker: Any = None, max_frames: Optional[int] = None,
+                 started_s: Optional[float] = None) -> None:
         self.model = model
         self.source = source
         self.sinks = list(sinks)
         self.annotator = annotator
+        self.tracker = tracker
         self.max_frames = max_frames
         self.started_s = started_s if started_s is not None else time.perf_counter()
         self._stop = threading.Event()
         self._captured: "queue.Queue[Any]" = queue.Queue(maxsize=2)
         self._results: "queue.Queue[Any]" = queue.Queue(maxsize=2)
-        self.summary = RunSummary()
+        after_decode = STAGES.index("decode") + 1
+        stages = STAGES if tracker is None else STAGES[:after_decode] + ("track",) + STAGES[after_decode:]
+        self.summary = RunSummary(times=StageTimes(stages))
         self._recent: Dict[str, float] = {}
         self._run_start = self.started_s
 
@@ -158,6 +167,9 @@ class Pipeline:
             t3 = time.perf_counter()
             timings = {"capture": capture_ms, "preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
                        "decode": (t3 - t2) * 1e3}
+            if self.tracker is not None:  # here, in frame order: a tracker must see every frame in sequence
+                result = self.tracker.update(result)
+                timings["track"] = (time.perf_counter() - t3) * 1e3
             if not _put(self._results, (frame, result, timings), self._stop):
                 return
         _put(self._results, _END, self._stop)

@@ -27,6 +27,8 @@ class Detections:
     class_ids: (N,) int64.
     keypoints_xy: (N, K, 2) float32 pixels, or None when the model has no keypoints.
     labels: class names indexed by class id, or None.
+    track_ids: (N,) int64 ids that persist across frames (from :class:`edge.Tracker`), or None
+        when the detections are not tracked.
     """
 
     boxes_xyxy: np.ndarray
@@ -34,6 +36,7 @@ class Detections:
     class_ids: np.ndarray
     keypoints_xy: Optional[np.ndarray] = None
     labels: Optional[List[str]] = None
+    track_ids: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         self.boxes_xyxy = np.asarray(self.boxes_xyxy, dtype=np.float32).reshape(-1, 4)
@@ -44,6 +47,8 @@ class Detections:
             keypoints = np.asarray(self.keypoints_xy, dtype=np.float32)
             count = keypoints.shape[1] if keypoints.ndim == 3 else keypoints.size // max(1, 2 * n)
             self.keypoints_xy = keypoints.reshape(n, count, 2)
+        if self.track_ids is not None:
+            self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(n)
 
     @classmethod
     def empty(cls, num_keypoints: int = 0, labels: Optional[List[str]] = None) -> "Detections":
@@ -59,9 +64,14 @@ class Detections:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         keypoints = None if self.keypoints_xy is None else self.keypoints_xy[index]
+        track_ids = None if self.track_ids is None else self.track_ids[index]
         return Detections(
-            self.boxes_xyxy[index], self.scores[index], self.class_ids[index], keypoints, self.labels
+            self.boxes_xyxy[index], self.scores[index], self.class_ids[index], keypoints, self.labels, track_ids
         )
+
+    def with_track_ids(self, track_ids: Any) -> "Detections":
+        """A copy of these detections (arrays shared) with the given (N,) track ids."""
+        return Detections(self.boxes_xyxy, self.scores, self.class_ids, self.keypoints_xy, self.labels, track_ids)
 
     @property
     def area_px(self) -> np.ndarray:
@@ -81,6 +91,8 @@ class Detections:
             label = _label(self.labels, int(self.class_ids[i]))
             if label is not None:
                 item["label"] = label
+            if self.track_ids is not None:
+                item["track_id"] = int(self.track_ids[i])
             if self.keypoints_xy is not None:
                 item["keypoints_xy"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints_xy[i]]
             items.append(item)

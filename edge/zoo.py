@@ -8,8 +8,9 @@ model is found wherever edge is installed.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 from edge.errors import EdgeError
 
@@ -30,6 +31,49 @@ def zoo_dir() -> Path:
 def manifest() -> Dict[str, Dict[str, str]]:
     """The zoo manifest: model name -> {"file": relative path, "summary": …}."""
     return json.loads((zoo_dir() / "manifest.json").read_text(encoding="utf-8"))["models"]
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One model of the zoo as ``--list-models`` shows it.
+
+    input_wh: (width, height) in pixels from the model's edge config, or None when it cannot be read
+    (then ``problem`` says why).
+    """
+
+    name: str
+    task: str
+    input_wh: Optional[Tuple[int, int]]
+    summary: str
+    path: Path
+    problem: Optional[str] = None
+
+    def row(self) -> str:
+        """One line of the zoo table."""
+        size = f"{self.input_wh[0]}x{self.input_wh[1]}" if self.input_wh else "?"
+        summary = self.summary if self.problem is None else f"{self.summary} [unreadable: {self.problem}]"
+        return f"{self.name:<28} {self.task:<9} {size:<9} {summary}"
+
+
+TABLE_HEADER = f"{'name':<28} {'task':<9} {'input':<9} source and summary"
+
+
+def list_models() -> List[ZooEntry]:
+    """The zoo, by name: task and input size read from each model's own edge config."""
+    from edge.model import resolve_config  # edge.model imports this module
+    from edge.onnxfile import read_onnx
+
+    entries = []
+    for name, item in sorted(manifest().items()):
+        path = zoo_dir() / item["file"]
+        summary = " | ".join(str(item[key]) for key in ("source", "summary") if item.get(key))
+        try:
+            config = resolve_config(read_onnx(path))
+        except EdgeError as exc:
+            entries.append(ZooEntry(name, str(item.get("task", "?")), None, summary, path, exc.what))
+            continue
+        entries.append(ZooEntry(name, config.task, tuple(config.input.size_wh), summary, path))  # type: ignore[arg-type]
+    return entries
 
 
 def zoo_names() -> List[str]:

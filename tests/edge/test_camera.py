@@ -125,6 +125,7 @@ BAD_INPUTS = [
     (lambda d: ["--output", str(d / "no" / "such" / "dir" / "out.mp4")], "mkdir"),
     (lambda d: ["--output", "out.xyz"], "output"),
     (lambda d: ["--max-frames", "0"], "--max-frames"),
+    (lambda d: ["--model", "digits", "--track"], "--track | --track follows detected objects"),
 ]
 
 
@@ -143,3 +144,23 @@ def test_list_cameras_and_backends():
     assert cameras.returncode == 0
     backends = run_camera("--list-backends")
     assert backends.returncode == 0 and "onnxruntime-cpu" in backends.stderr and "available" in backends.stderr
+
+
+def test_track_gives_persistent_ids_in_json_lines_and_a_track_stage():
+    done = run_camera("--source", "demo://?frames=60", "--headless", "--track", "--output", "-", "--quiet")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    detections = [d for r in records for d in r["result"]["detections"]]
+    assert len(detections) >= 55  # the face is in view for all 60 frames
+    assert {d["track_id"] for d in detections} == {1}
+    assert all("track" in r["timings_ms"] for r in records)
+    assert any(line.split()[:1] == ["track"] for line in done.stderr.splitlines())  # summary row
+
+
+def test_list_models_shows_the_zoo_with_task_and_input_size():
+    done = run_camera("--list-models")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split()[1:3] for line in done.stderr.splitlines()[1:]}
+    assert rows["face_detection_short_range"] == ["detect", "128x128"]
+    assert rows["digits"] == ["classify", "8x8"]
+    assert done.stderr.splitlines()[0].split()[:3] == ["name", "task", "input"]

@@ -1,4 +1,4 @@
-"""Tests for edge.overlay: what the Annotator draws, where, and what it leaves alone."""
+"""Tests for edge.overlay and edge.annotators: what the annotators draw, where, and what they leave alone."""
 
 from __future__ import annotations
 
@@ -7,6 +7,14 @@ from typing import Optional, Tuple
 import numpy as np
 import pytest
 
+from edge.annotators import (
+    BoxAnnotator,
+    ClassificationAnnotator,
+    KeypointAnnotator,
+    LabelAnnotator,
+    StatusAnnotator,
+    TrackAnnotator,
+)
 from edge.overlay import PALETTE_BGR, Annotator, color_for_class
 from edge.results import Classification, Detections
 
@@ -224,3 +232,92 @@ def test_bad_annotator_settings_are_refused(kwargs):
 def test_unknown_result_type_is_a_type_error():
     with pytest.raises(TypeError, match="Detections or Classification"):
         Annotator().annotate(gray_scene(), {"boxes": []})
+
+
+# -- per-kind annotators and tracked detections ----------------------------------------------
+
+
+def tracked_box(box_xyxy, track_id: int, class_id: int = 0) -> Detections:
+    return one_box(box_xyxy, class_id=class_id).with_track_ids([track_id])
+
+
+def test_label_text_shows_the_track_id_first():
+    labels = ["face"]
+    assert LabelAnnotator.text(Detections([[0, 0, 5, 5]], [0.92], [0], None, labels, [3]), 0) == "#3 face 0.92"
+    assert LabelAnnotator.text(one_box((0, 0, 5, 5), labels=labels, score=0.92), 0) == "face 0.92"
+    assert LabelAnnotator.text(one_box((0, 0, 5, 5), class_id=4, score=0.5), 0) == "class 4 0.50"
+
+
+@pytest.mark.parametrize(
+    "color_by, track_id, class_id, expected_index",
+    [("auto", 5, 0, 5), ("auto", None, 2, 2), ("class", 5, 2, 2), ("track", 7, 2, 7), ("track", None, 2, 2)],
+)
+def test_box_colour_follows_the_track_id_when_tracked(color_by, track_id, class_id, expected_index):
+    detections = one_box((100, 100, 200, 180), class_id=class_id)
+    if track_id is not None:
+        detections = detections.with_track_ids([track_id])
+    scene = gray_scene()
+    BoxAnnotator(thickness_px=3, color_by=color_by).annotate(scene, detections)
+    assert tuple(int(c) for c in scene[140, 100]) == PALETTE_BGR[expected_index]
+
+
+def test_track_annotator_draws_a_trail_through_recent_centres_and_forgets_gone_ids():
+    annotator = TrackAnnotator(trail_frames=10, thickness_px=2)
+    for step in range(5):  # centre moves right along y = 120 from x = 100 to x = 180
+        scene = gray_scene()
+        annotator.annotate(scene, tracked_box((80 + 20 * step, 100, 120 + 20 * step, 140), 4))
+    color = color_for_class(4)
+    assert tuple(int(c) for c in scene[120, 140]) == color  # on the trail
+    assert tuple(int(c) for c in scene[120, 90]) == (GRAY, GRAY, GRAY)  # before the first centre
+    scene = gray_scene()
+    annotator.annotate(scene, tracked_box((300, 200, 310, 210), 9))  # id 4 gone: its trail too
+    assert np.array_equal(scene, gray_scene())  # one centre is no trail yet
+    untracked = gray_scene()
+    annotator.annotate(untracked, one_box((100, 100, 200, 180)))
+    assert np.array_equal(untracked, gray_scene())
+
+
+def test_composed_annotator_draws_the_track_label_chip():
+    def chip_width(detections) -> int:
+        scene = gray_scene()
+        Annotator().annotate(scene, detections)
+        bbox = changed_bbox(gray_scene()[:99], scene[:99])
+        return bbox[2] - bbox[0]
+
+    assert chip_width(tracked_box((100, 100, 200, 180), 12)) > chip_width(one_box((100, 100, 200, 180)))
+
+
+@pytest.mark.parametrize(
+    "annotator, result",
+    [
+        (BoxAnnotator(), Classification([0], [1.0])),
+        (LabelAnnotator(), None),
+        (KeypointAnnotator(), Classification([0], [1.0])),
+        (TrackAnnotator(), {"boxes": []}),
+        (ClassificationAnnotator(), Detections.empty()),
+    ],
+)
+def test_each_annotator_draws_only_its_own_kind(annotator, result):
+    with pytest.raises(TypeError, match="draws"):
+        annotator.annotate(gray_scene(), result)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: BoxAnnotator(color_by="id"),
+        lambda: TrackAnnotator(trail_frames=1),
+        lambda: LabelAnnotator(palette_bgr=()),
+    ],
+)
+def test_bad_annotator_arguments_are_refused(make):
+    with pytest.raises(ValueError):
+        make()
+
+
+def test_status_annotator_alone_matches_the_composed_one():
+    stage_ms = {"capture": 1.0, "infer": 2.0, "track": 0.3}
+    alone, composed = gray_scene(), gray_scene()
+    StatusAnnotator().annotate(alone, 30.0, stage_ms)
+    Annotator().annotate_status(composed, 30.0, stage_ms)
+    assert np.array_equal(alone, composed) and not np.array_equal(alone, gray_scene())

@@ -112,3 +112,24 @@ def test_stage_times_percentiles_and_slowest():
 def test_peak_memory_is_measured():
     peak = peak_rss_mb()
     assert peak is None or 10 < peak < 100_000
+
+
+def test_a_tracker_runs_after_decode_as_a_timed_stage(face_model):
+    from edge.tracking import Tracker
+
+    sink = Recorder()
+    with open_source("demo://?frames=20") as source:
+        summary = Pipeline(face_model, source, [sink], tracker=Tracker()).run()
+    stages = list(summary.to_dict()["stages"])
+    assert stages.index("decode") < stages.index("track") < stages.index("draw")
+    detections = [d for r in sink.records for d in r["result"]["detections"]]
+    assert detections and {d["track_id"] for d in detections} == {1}  # one face, followed all along
+    assert all(r["timings_ms"]["track"] >= 0 for r in sink.records)
+
+
+def test_no_track_stage_without_a_tracker(face_model):
+    sink = Recorder()
+    with open_source("demo://?frames=2") as source:
+        summary = Pipeline(face_model, source, [sink]).run()
+    assert "track" not in summary.to_dict()["stages"]
+    assert all("track_id" not in d for r in sink.records for d in r["result"]["detections"])

@@ -1,0 +1,13 @@
+"""Multi-object tracking: ``Tracker().update(detections)`` gives each detection a persistent id.
+
+    tracker = edge.Tracker()
+    for frame in source:
+        tracked = tracker.update(model(frame.image))   # Detections with track_ids
+"""
+
+from __future__ import annotations
+
+from edge.tracking.assignment import box_iou_matrix, hungarian, linear_assignment
+from edge.tracking.tracker import Tracker
+
+__all__ = ["Tracker", "box_iou_matrix", "hungarian", "linear_assignment"]
