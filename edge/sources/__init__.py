@@ -53,4 +53,5 @@ def open_source(uri: Union[str, int], *, opener: Optional[Any] = None, **options
         seed=spec.option_int("seed", 0),
         frames=spec.option_int("frames", 0),
         realtime=spec.option_bool("realtime", False),
+        scene=spec.options.get("scene", "face"),
     )

@@ -8,7 +8,9 @@ face box in frame pixels when it is fully inside the frame and at least 1/8 of t
 longer side tall (160 px at 1280x720: the default detector's working range).
 
 Options: width, height (default 1280x720), fps (30), seed (0), frames (0 = unlimited),
-realtime (1 paces frames at fps; default 0 delivers them as fast as they are made).
+realtime (1 paces frames at fps; default 0 delivers them as fast as they are made), scene
+(``face``, the default described above, or ``digits``: moving digits with per-object truth for
+the ``digit_detector`` zoo model, see :mod:`edge.sources.demo_digits`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edge.cv import require_cv2
+from edge.errors import EdgeError
 from edge.samples import ASTRONAUT_FACE_XYXY, load_sample
 from edge.sources.base import Grabbed, Source, now_s
 
@@ -179,6 +182,9 @@ def _cover(image: np.ndarray, size_wh: Tuple[int, int]) -> np.ndarray:
     return resized[top : top + height, left : left + width]
 
 
+SCENES = ("face", "digits")
+
+
 class DemoSource(Source):
     """The demo scene as a Source; ``frames`` 0 runs forever, ``realtime`` paces it at ``fps``."""
 
@@ -190,9 +196,17 @@ class DemoSource(Source):
         seed: int = 0,
         frames: int = 0,
         realtime: bool = False,
+        scene: str = "face",
     ) -> None:
         super().__init__(uri)
-        self._scene = DemoScene(size_wh, seed)
+        if scene not in SCENES:
+            raise EdgeError(f"unknown demo scene '{scene}'", fix=f"use scene={' or scene='.join(SCENES)}", where=uri)
+        if scene == "digits":
+            from edge.sources.demo_digits import DigitsScene  # noqa: PLC0415 - it imports this module
+
+            self._scene: Any = DigitsScene(size_wh, seed)
+        else:
+            self._scene = DemoScene(size_wh, seed)
         self.size_wh = size_wh
         self.fps = fps
         self._frames = frames

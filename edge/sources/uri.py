@@ -58,6 +58,7 @@ _OPTION_TYPES: Dict[str, Dict[str, str]] = {
         "seed": "count",
         "frames": "count",
         "realtime": "bool",
+        "scene": "scene",
     },
 }
 _QUERY_TAIL = re.compile(r"^[A-Za-z_]\w*=[^&\s]*(&[A-Za-z_]\w*=[^&\s]*)*$")
@@ -257,6 +258,8 @@ def _value_problem(check: str, value: str) -> Optional[str]:
         )
     if check == "fourcc":
         return None if len(value) == 4 else "four characters such as MJPG or YUYV"
+    if check == "scene":
+        return None if value in ("face", "digits") else "face or digits"
     if check == "codec":
         return None if value.lower() in ("h264", "h265") else "h264 or h265"
     return None if value.lower() in _TRUE + _FALSE else "1 or 0"
