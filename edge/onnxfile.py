@@ -17,6 +17,10 @@ from edge.config import METADATA_KEY, EdgeConfig
 from edge.errors import EdgeError
 
 PathLike = Union[str, Path]
+# Files users pass as --model that are training-side formats, by suffix: told how to export them.
+_TRAINING_FORMATS = {".pt": "PyTorch", ".pth": "PyTorch", ".ckpt": "PyTorch checkpoint", ".ts": "TorchScript",
+                     ".torchscript": "TorchScript", ".keras": "Keras", ".h5": "Keras/HDF5", ".tflite": "TFLite",
+                     ".pb": "TensorFlow", ".safetensors": "safetensors weights"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class OnnxInfo:
     outputs: Tuple[TensorSpec, ...]
     metadata: Dict[str, str]
     opset: int
+    operators: Tuple[str, ...] = ()  # the main graph's operator types, sorted, each once
 
     def embedded_config(self) -> Optional[Dict[str, Any]]:
         """The edge config stored in the file, as a dict, or None."""
@@ -75,6 +80,11 @@ def load_onnx(path: PathLike):  # -> onnx.ModelProto
                         where=where)
     if path.stat().st_size == 0:
         raise EdgeError("model file is empty", fix="re-export or re-download the model", where=where)
+    framework = _TRAINING_FORMATS.get(path.suffix.lower())
+    if framework is not None:
+        raise EdgeError(f"this is a {framework} file; edge runs ONNX files (and TensorRT plans built from them)",
+                        fix=f"export it first: python -m export onnx {path.name} ... (an Ultralytics .pt: "
+                            f"yolo export model={path.name} format=onnx)", where=where)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
@@ -108,7 +118,8 @@ def read_onnx(path: PathLike) -> OnnxInfo:
     outputs = tuple(_tensor_spec(v) for v in model.graph.output)
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     metadata = {p.key: p.value for p in model.metadata_props}
-    return OnnxInfo(Path(path), inputs, outputs, metadata, opset)
+    operators = tuple(sorted({node.op_type for node in model.graph.node}))
+    return OnnxInfo(Path(path), inputs, outputs, metadata, opset, operators)
 
 
 def write_metadata(model: Any, props: Dict[str, str]) -> None:

@@ -31,6 +31,7 @@ class Backend:
         self.threads = threads
         self.options = dict(options or {})
         self.inputs: Tuple[TensorSpec, ...] = ()
+        self.operators: Tuple[str, ...] = ()  # ONNX operator types of the graph, where known
         self.outputs: Tuple[TensorSpec, ...] = ()
         self.output_names: Tuple[str, ...] = ()
         self.device = "cpu"
@@ -71,7 +72,7 @@ class Backend:
                             where=f"--backend {self.name}")
         if not self.inputs:
             info = read_onnx(self.model_path)
-            self.inputs, self.outputs = info.inputs, info.outputs
+            self.inputs, self.outputs, self.operators = info.inputs, info.outputs, info.operators
         try:
             self._prepare()
         except CudaError as exc:  # e.g. out of device memory on a 4 GB board: a user-fixable condition

@@ -135,7 +135,15 @@ class OnnxRuntimeBackend(Backend):
             self.notes.append(note)
 
     def _infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        return dict(zip(self._names, self._session.run(self._names, feeds)))
+        try:
+            return dict(zip(self._names, self._session.run(self._names, feeds)))
+        except _ort_errors() as exc:  # e.g. a dynamic model run at a size its graph cannot take
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            shapes = ", ".join(f"{name} {list(array.shape)}" for name, array in feeds.items())
+            raise EdgeError(f"ONNX Runtime failed to run the model on {shapes} ({first[:300]})",
+                            fix="check the input size in the edge config against the model (YOLO sizes are "
+                                "multiples of its stride, usually 32); python -m export inspect MODEL shows its "
+                                "inputs", where=str(self.model_path)) from None
 
     def _close(self) -> None:
         self._session = None

@@ -10,6 +10,11 @@ from edge.backends.base import Backend
 from edge.cv import import_cv2
 from edge.errors import EdgeError
 
+# Operators whose output sizes depend on the data (detectors with NMS inside, control flow): OpenCV's
+# DNN module cannot plan their shapes and has been seen to kill the process (SIGFPE on torchvision's
+# SSDLite), which no Python error handling can turn into a message. Refused before loading.
+DATA_DEPENDENT_OPERATORS = ("If", "Loop", "NonMaxSuppression", "NonZero", "Scan")
+
 
 class OpenCVBackend(Backend):
     """cv2.dnn on the CPU. Thread count is process-wide in OpenCV (cv2.setNumThreads)."""
@@ -34,6 +39,11 @@ class OpenCVBackend(Backend):
     def _prepare(self) -> None:
         cv2 = import_cv2()
 
+        dynamic = [op for op in DATA_DEPENDENT_OPERATORS if op in self.operators]
+        if dynamic:
+            raise EdgeError(f"OpenCV DNN cannot run graphs whose output sizes depend on the data "
+                            f"(this one has {', '.join(dynamic)})",
+                            fix="use --backend onnxruntime (or tensorrt on a Jetson)", where=str(self.model_path))
         if self.threads:
             cv2.setNumThreads(int(self.threads))
         try:

@@ -93,3 +93,54 @@ def test_corrupt_model_is_one_line_error_from_the_backend(tmp_path, face_model_p
     with pytest.raises(EdgeError) as excinfo:
         create_backend(broken, "onnxruntime-cpu")
     assert "\n" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize("op_type", ["NonZero", "NonMaxSuppression"])
+def test_opencv_refuses_data_dependent_graphs_before_loading(tmp_path, op_type):
+    """OpenCV DNN crashed the process (SIGFPE) on torchvision's SSDLite: such graphs are refused up front."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])
+    out = helper.make_tensor_value_info("out", TensorProto.INT64, [None, 3])
+    if op_type == "NonZero":
+        nodes = [helper.make_node("Flatten", ["image"], ["flat"], axis=0),
+                 helper.make_node("NonZero", ["flat"], ["nz"]),
+                 helper.make_node("Transpose", ["nz"], ["out"])]
+        out = helper.make_tensor_value_info("out", TensorProto.INT64, [None, 2])
+    else:
+        nodes = [helper.make_node("Reshape", ["image", "box_shape"], ["boxes"]),
+                 helper.make_node("ReduceMean", ["boxes"], ["scores"], axes=[2], keepdims=1),
+                 helper.make_node("Transpose", ["scores"], ["scores_t"], perm=[0, 2, 1]),
+                 helper.make_node("NonMaxSuppression", ["boxes", "scores_t"], ["out"])]
+    initializers = [helper.make_tensor("box_shape", TensorProto.INT64, [3], [1, 48, 4])]
+    graph = helper.make_graph(nodes, "dynamic", [image], [out], initializers)
+    path = tmp_path / f"{op_type}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    with pytest.raises(EdgeError) as error:
+        create_backend(path, "opencv")
+    assert "depend on the data" in error.value.what and op_type in error.value.what
+    assert "--backend onnxruntime" in str(error.value) and "\n" not in str(error.value)
+    with create_backend(path, "onnxruntime-cpu") as backend:  # the same file runs on ONNX Runtime
+        assert "out" in backend.infer({"image": np.ones((1, 3, 8, 8), np.float32)})
+
+
+def test_onnxruntime_run_failure_is_one_line(tmp_path):
+    """A dynamic model run at a size its graph cannot take (a YOLO export at 330x330) is a user error."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Concat", ["image", "plane"], ["out"], axis=1)], "fixed_plane",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "height", "width"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, "height", "width"])],
+        [numpy_helper.from_array(np.zeros((1, 1, 32, 32), np.float32), "plane")])
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    with create_backend(path, "onnxruntime-cpu") as backend:
+        assert backend.infer({"image": np.ones((1, 3, 32, 32), np.float32)})["out"].shape == (1, 4, 32, 32)
+        with pytest.raises(EdgeError) as error:
+            backend.infer({"image": np.ones((1, 3, 40, 40), np.float32)})
+    message = str(error.value)
+    assert "ONNX Runtime failed to run the model on image [1, 3, 40, 40]" in message
+    assert "stride" in message and "\n" not in message
