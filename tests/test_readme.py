@@ -41,3 +41,34 @@ def test_readme_export_examples_parse(line):
 
     args = line.split("#")[0].split()[3:]
     build_parser().parse_args(args)
+
+
+def _detector_configs():
+    """The JSON configs quoted in the README's table of detector families."""
+    import json
+
+    section = README.split("## Detectors:", 1)[1].split("\n## ", 1)[0]
+    configs = []
+    for text in re.findall(r"`(\{[^`]+\})`", section):
+        try:
+            configs.append(json.loads(text))
+        except ValueError:
+            continue  # a shorter quote such as `{label or id: threshold}`
+    return configs
+
+
+def test_readme_lists_detector_configs():
+    assert len(_detector_configs()) >= 3
+
+
+@pytest.mark.parametrize("config", _detector_configs())
+def test_readme_detector_configs_are_valid(config):
+    """Every config quoted for a model family is accepted by the config and decoder validation."""
+    from edge.config import EdgeConfig, merge
+    from edge.decoders import build_decoder
+
+    base = {"edge_config": 1, "task": "detect",
+            "input": {"name": "images", "shape": [1, 3, 320, 320], "layout": "NCHW"},
+            "preprocess": {"color": "RGB", "scale": 1 / 255, "mean": 0, "std": 1}}
+    edge_config = EdgeConfig.from_dict(merge(base, config), where="README")
+    build_decoder(edge_config.decoder, labels=None, input_wh=edge_config.input.size_wh, where="README")
