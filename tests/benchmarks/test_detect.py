@@ -42,6 +42,22 @@ def test_paths_agree_box_for_box(yolo_onnx, sample, threshold):
         np.testing.assert_array_equal(rows[:, 5], edge[:, 5], err_msg=name)
 
 
+def test_zoo_detector_agrees_with_ultralytics_post_processing():
+    """The trained zoo detector through edge and through Ultralytics' own NMS on the same raw output."""
+    pytest.importorskip("torch")
+    pytest.importorskip("ultralytics")
+    from edge.model import Model
+
+    with Model("digit_detector", backend="onnxruntime-cpu", score_threshold=0.05) as model:
+        paths = build_paths(model, default_frame())
+        results = {name: _sorted(np.asarray(fn(), np.float64)) for name, fn in paths.items()}
+    edge, reference = results["edge"], results["bare + ultralytics"]
+    assert len(edge) >= 3 and edge.shape == reference.shape
+    np.testing.assert_allclose(reference[:, :4], edge[:, :4], atol=0.5)
+    np.testing.assert_allclose(reference[:, 4], edge[:, 4], atol=1e-4)
+    np.testing.assert_array_equal(reference[:, 5], edge[:, 5])
+
+
 def test_measure_row_and_report(yolo_onnx):
     from edge.samples import load_sample
 
