@@ -110,7 +110,11 @@ def test_glyph_box_is_the_tight_box_of_the_ink(font: int, digit: str, angle: flo
 
 @pytest.mark.parametrize("index", [0, 40, 90])
 def test_truth_box_frames_visible_ink(index: int) -> None:
-    """Each truth box has drawn (changed) pixels on all four of its edges."""
+    """Each truth box has drawn (changed) pixels within one pixel of all four of its edges.
+
+    One pixel of slack: an anti-aliased edge pixel of a digit whose colour is close to the background
+    there can change it by less than the threshold (seen with OpenCV 4.6's glyphs).
+    """
     scene = DigitsScene((1280, 720), 0)
     drawn = scene.render(index).astype(np.int16)
     saved = scene.placed
@@ -121,4 +125,4 @@ def test_truth_box_frames_visible_ink(index: int) -> None:
     for x1, y1, x2, y2 in scene.truth(index)["objects_xyxy"]:
         x1, y1, x2, y2 = int(x1), int(y1), int(x2), int(y2)
         inside = changed[y1:y2, x1:x2]
-        assert inside[:, 0].any() and inside[:, -1].any() and inside[0].any() and inside[-1].any()
+        assert inside[:, :2].any() and inside[:, -2:].any() and inside[:2].any() and inside[-2:].any()
