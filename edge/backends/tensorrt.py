@@ -106,7 +106,10 @@ def default_precision(trt: Any, feats: Any, onnx_path: Path, device: Any) -> str
         return "fp16"
     answers = _FAST_FP16.setdefault(trt, {})  # asked once per process and GPU: a Builder is not free
     if device.index not in answers:
-        answers[device.index] = bool(trt.Builder(trt.Logger(trt.Logger.ERROR)).platform_has_fast_fp16)
+        from edge.tensorrt.api import create_builder, platform_has_fast_fp16
+
+        builder = create_builder(trt, trt.Logger(trt.Logger.ERROR), str(onnx_path))
+        answers[device.index] = platform_has_fast_fp16(builder)
     return "fp16" if answers[device.index] else "fp32"
 
 

@@ -9,6 +9,7 @@ classes, brief §1.1), never from JetPack version strings. Supported: TensorRT >
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -48,7 +49,7 @@ class TrtFeatures:
     int8_calibration: bool  # IInt8EntropyCalibrator2 + config.int8_calibrator (<= 10.x)
     calibration_profile: bool  # config.set_calibration_profile (for dynamic networks)
     engine_inspector: bool  # engine.create_engine_inspector + ProfilingVerbosity.DETAILED
-    fast_fp16_query: bool  # builder.platform_has_fast_fp16, not deprecated (< 10.5)
+    fast_fp16_query: bool  # builder.platform_has_fast_fp16 (<= 10.x; deprecated from 10.5, gone in 11)
     timing_cache: bool  # config.create_timing_cache / set_timing_cache
     parser_node_names: bool  # ParserError.node_name() / node_operator() (>= 10)
     dla: bool  # DeviceType.DLA can be targeted (TensorRT 11.0 has no DLA support)
@@ -94,8 +95,8 @@ def features(trt: Any) -> TrtFeatures:
         and hasattr(trt.IBuilderConfig, "int8_calibrator"),
         calibration_profile=hasattr(trt.IBuilderConfig, "set_calibration_profile"),
         engine_inspector=hasattr(trt.ICudaEngine, "create_engine_inspector") and hasattr(trt, "ProfilingVerbosity"),
-        # deprecated from 10.5 (C++), gone in 11: asked only where it is current
-        fast_fp16_query=hasattr(trt.Builder, "platform_has_fast_fp16") and version[:2] < (10, 5),
+        # deprecated from 10.5 (C++) but still answered there; gone in 11 (precision comes from the ONNX types)
+        fast_fp16_query=hasattr(trt.Builder, "platform_has_fast_fp16"),
         timing_cache=hasattr(trt.IBuilderConfig, "create_timing_cache"),
         parser_node_names=hasattr(getattr(trt, "ParserError", None), "node_name"),
         dla=hasattr(trt, "DeviceType") and version[:2] != (11, 0),
@@ -106,6 +107,55 @@ def features(trt: Any) -> TrtFeatures:
             fix="flash JetPack 5.1 or newer (TensorRT 8.5+), or run with --backend onnxruntime",
         )
     return feats
+
+
+CUDA_START_FIX = ("check that the NVIDIA driver works (nvidia-smi; on a Jetson: a complete JetPack install and this "
+                  "user in the 'video' group), that no other process holds the whole GPU, and that TensorRT was built "
+                  "for this CUDA; or run with --backend onnxruntime")
+
+
+def _create(trt: Any, kind: str, logger: Any, where: Optional[str]) -> Any:
+    """``trt.Builder(logger)`` or ``trt.Runtime(logger)``; EdgeError when TensorRT cannot start CUDA.
+
+    Both constructors return nullptr when CUDA cannot initialise (no GPU, a driver older than the CUDA
+    TensorRT was built with, a container without the GPU), which pybind11 raises as ``TypeError:
+    pybind11::init(): factory function returned nullptr``; TensorRT logs the cause just before.
+    """
+    try:
+        return getattr(trt, kind)(logger)
+    except TypeError as exc:
+        if "nullptr" not in str(exc):
+            raise  # wrong arguments: a bug, keep the traceback
+        logged = [str(m) for _, m in getattr(logger, "lines", ()) if "cuda" in str(m).lower()]
+        cause = " ".join(logged[-1].split()) if logged else "TensorRT's log line above says why"
+        raise EdgeError(f"TensorRT {getattr(trt, '__version__', '?')} could not start CUDA (trt.{kind} failed: "
+                        f"{cause})", fix=CUDA_START_FIX, where=where) from None
+
+
+def create_builder(trt: Any, logger: Any, where: Optional[str] = None) -> Any:
+    """A ``trt.Builder``; EdgeError (one line, with the fix) when CUDA cannot start."""
+    return _create(trt, "Builder", logger, where)
+
+
+def create_runtime(trt: Any, logger: Any, where: Optional[str] = None) -> Any:
+    """A ``trt.Runtime``; EdgeError (one line, with the fix) when CUDA cannot start."""
+    return _create(trt, "Runtime", logger, where)
+
+
+def platform_has_fast_fp16(builder: Any) -> bool:
+    """``builder.platform_has_fast_fp16`` without the DeprecationWarning TensorRT 10.5+ attaches to it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return bool(builder.platform_has_fast_fp16)
+
+
+def enum_name(value: Any) -> str:
+    """"UNSUPPORTED_NODE" for a TensorRT enum value. TensorRT 8.6 and 10.x bind ``ErrorCode.name`` as a
+    method (returning "ErrorCode.UNSUPPORTED_NODE"); 11.x and the other enums as a property."""
+    name = getattr(value, "name", None)
+    if callable(name):
+        name = name()
+    return str(value if name is None else name).rsplit(".", 1)[-1]
 
 
 def network_flags(trt: Any, feats: TrtFeatures) -> int:
@@ -135,7 +185,7 @@ def parser_errors(parser: Any, nodes: Optional[Sequence[Tuple[str, str]]] = None
             name, op = error.node_name(), error.node_operator()
         elif nodes is not None and 0 <= index < len(nodes):
             name, op = nodes[index]
-        code = getattr(error.code(), "name", str(error.code()))
+        code = enum_name(error.code())
         desc = " ".join(str(error.desc()).split())
         if name or op:
             where = f"node '{name}' ({op})" if name else f"node #{index} ({op})"

@@ -173,7 +173,11 @@ def _add_profiles(builder: Any, network: Any, config: Any, options: BuildOptions
         if not ordered:
             raise EdgeError(f"shapes {shapes} for input '{name}' do not fit its shape {shape} with min <= opt <= max",
                             fix=f"give --shape {name}:min:opt:max with the fixed dims of {shape}", where=where)
-        profile.set_shape(name, *shapes)
+        try:
+            profile.set_shape(name, *shapes)
+        except ValueError as exc:  # the binding raises when setDimensions refuses a shape (pyCore.cpp)
+            raise EdgeError(f"TensorRT refused the shapes {shapes} for input '{name}': {exc}",
+                            fix=f"give --shape {name}:min:opt:max with min <= opt <= max", where=where) from None
     if config.add_optimization_profile(profile) < 0:
         raise EdgeError("TensorRT rejected the optimization profile", fix="check the --batch/--shape values",
                         where=where)
@@ -186,7 +190,7 @@ def _set_precision(trt: Any, feats: api.TrtFeatures, builder: Any, config: Any, 
     notes: List[str] = []
     if options.precision == "fp32" or not feats.precision_flags:
         return notes
-    if feats.fast_fp16_query and not builder.platform_has_fast_fp16:
+    if feats.fast_fp16_query and not api.platform_has_fast_fp16(builder):
         notes.append("this GPU reports no fast fp16: TensorRT may keep layers in fp32")
         report(f"warning: {notes[-1]}")
     config.set_flag(trt.BuilderFlag.FP16)
@@ -272,7 +276,7 @@ def _inspect(trt: Any, feats: api.TrtFeatures, plan: bytes, logger: Any, options
     """Layer precisions of the built plan, read back through the engine inspector."""
     if not feats.engine_inspector:
         return {}
-    runtime = trt.Runtime(logger)
+    runtime = api.create_runtime(trt, logger)
     if options.dla_core is not None:
         runtime.DLA_core = options.dla_core
     engine = runtime.deserialize_cuda_engine(plan)
@@ -316,7 +320,7 @@ def build_engine(onnx_path: Union[str, Path], options: Optional[BuildOptions] = 
     _check_request(options, feats, facts, where)
     logger = _make_logger(trt)
     trt.init_libnvinfer_plugins(logger, "")
-    builder = trt.Builder(logger)
+    builder = api.create_builder(trt, logger, where)
     network = builder.create_network(api.network_flags(trt, feats))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):

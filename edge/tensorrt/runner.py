@@ -86,10 +86,12 @@ class TrtRunner:
 
     # ------------------------------------------------------------------ loading
     def _load(self, data: bytes) -> None:
+        from edge.tensorrt.api import create_runtime
+
         trt = self.trt
         self.logger = trt.Logger(trt.Logger.WARNING)
         trt.init_libnvinfer_plugins(self.logger, "")  # plans that use NVIDIA's plugins (e.g. EfficientNMS) need it
-        self.runtime = trt.Runtime(self.logger)
+        self.runtime = create_runtime(trt, self.logger, self.where)
         if self.dla_core is not None:  # a plan built for a DLA core runs on that core
             self.runtime.DLA_core = int(self.dla_core)
         self.engine = self.runtime.deserialize_cuda_engine(data)

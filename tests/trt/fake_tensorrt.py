@@ -2,7 +2,7 @@
 
 Import this module (``from fake_tensorrt import install_fake, FakeCudaLayer``); the classes live in
 fake_tensorrt_classes.py (logger, parser, network, builder side), fake_tensorrt_build.py (the build
-step, Runtime, ICudaEngine) and fake_tensorrt_context.py (IExecutionContext, IEngineInspector).
+step, Runtime, ICudaEngine) and fake_tensorrt_context.py (IExecutionContext, EngineInspector).
 
 ``fake = install_fake(monkeypatch, "10.3", **knobs)`` puts a fake ``tensorrt`` in ``sys.modules``;
 ``fake.calls`` lists every TensorRT call in order ("Builder.create_network(0)",
@@ -21,7 +21,13 @@ execute_async_v3 bool); 8.x parser refusing a network without EXPLICIT_BATCH; dy
 needing a profile; the INT8 calibrator protocol (base __init__, get_batch_size, read cache, get_batch
 until None, write cache; calibration profile for dynamic networks); timing-cache device check;
 engine-inspector JSON ("Layers"/"Bindings", "Format/Datatype", names only unless DETAILED, "N/A due
-to dynamic shapes" without a shaped execution context); async work that happens at synchronize().
+to dynamic shapes" without a shaped execution context); async work that happens at synchronize();
+enum members and numbers per version (fake_tensorrt_enums.py), ErrorCode.name a method on 8.x/10.x and
+a property on 11.x; IOptimizationProfile.set_shape raising ValueError ("Shape provided for min is
+inconsistent with other shapes."); trt.Builder/trt.Runtime raising TypeError ("pybind11::init():
+factory function returned nullptr") after logging why when CUDA cannot start (knob ``cuda_fails``).
+test_bindings_surface.py checks classes, members and enums against the real 8.6.1, 10.3, 10.13 and
+11.1 bindings wheels (imported over stub libraries).
 
 Not modelled: real kernels, tactics or timing (fp16/int8 engines compute in fp32 via ONNX Runtime);
 numerics of quantization; plugins; refit, weight streaming, version/hardware-compatible plans;
@@ -29,7 +35,8 @@ multiple contexts' memory sharing; events and CUDA graphs; DLA layer placement (
 the exact text of TensorRT's log lines (close paraphrases); engine ``__getitem__``/iteration; the
 workspace limit (a too-small workspace never fails); a 10.x STRONGLY_TYPED network (flag accepted, ignored).
 Inferred, not verified on hardware: 10.x inspector formats "Float"/"Half"/"Int8" (8.x: "Row major linear
-FP16 format"), taken from public inspector dumps; 11.x's enum members beyond the removals listed above.
+FP16 format"), taken from public inspector dumps; what fake versions between the checked ones ("8.5",
+"10.7", "11.0") lack or add (interpolated from the checked neighbours and the release notes).
 """
 
 from __future__ import annotations
@@ -59,7 +66,6 @@ from fake_tensorrt_classes import (  # noqa: E402
     _Builder,
     _Calibrator,
     _Config,
-    _enum,
     _ILogger,
     _Logger,
     _Network,
@@ -68,6 +74,7 @@ from fake_tensorrt_classes import (  # noqa: E402
     _Profile,
     _TimingCache,
 )
+from fake_tensorrt_enums import _MethodNameEnum, _TrtEnum, make_enum  # noqa: E402
 
 VERSIONS = {"8.2": "8.2.1.8", "8.5": "8.5.2.2", "8.6": "8.6.2.3", "10.3": "10.3.0", "10.7": "10.7.0",
             "11.0": "11.0.0", "11.1": "11.1.0"}
@@ -221,7 +228,7 @@ class FakeCudaLayer(CudaLayer):
 # ---------------------------------------------------------------- the fake tensorrt module
 def _fmt(arg: Any) -> str:
     if isinstance(arg, enum.Enum):
-        return arg.name
+        return arg._name_
     if isinstance(arg, (bytes, bytearray, memoryview)):
         return f"<{len(bytes(arg))} bytes>"
     if isinstance(arg, (int, float, str, tuple, list, type(None), bool)):
@@ -235,7 +242,8 @@ class FakeTensorRT:
     def __init__(self, version: str, out_of_memory: bool = False, fast_fp16: bool = True, build_fails: bool = False,
                  unsupported_ops: Sequence[str] = (), compute_capability: Tuple[int, int] = (8, 7),
                  dla_cores: int = 0, build_gate: Optional[threading.Event] = None, gate_timeout_s: float = 30.0,
-                 memory: Optional[FakeDeviceMemory] = None, require_active_context: bool = True) -> None:
+                 memory: Optional[FakeDeviceMemory] = None, require_active_context: bool = True,
+                 cuda_fails: bool = False) -> None:
         self.version_string = VERSIONS.get(version, version)
         self.version = tuple(int(x) for x in self.version_string.split(".")[:2])
         self.out_of_memory, self.fast_fp16, self.build_fails = out_of_memory, fast_fp16, build_fails
@@ -244,6 +252,7 @@ class FakeTensorRT:
         self.dla_cores, self.build_gate, self.gate_timeout_s = dla_cores, build_gate, gate_timeout_s
         self.memory = memory or DEVICE_MEMORY
         self.require_active_context = require_active_context
+        self.cuda_fails = cuda_fails  # trt.Builder / trt.Runtime cannot start CUDA (no GPU, old driver)
         self.calls: List[str] = []
         self.log: List[Tuple[str, str]] = []
         self.builds: List[Dict[str, Any]] = []  # per build: flags, precision, cache_hits, calibration batches
@@ -302,31 +311,20 @@ def make_module(fake: Any) -> types.ModuleType:
         body["_f"] = fake
         return type(name, bases, body)
 
-    severity = _enum("Severity", ["INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"])
+    def numbered(name: str, base: Any = _TrtEnum) -> Any:
+        return make_enum(base, name, fake.version)
+
+    severity = numbered("Severity")
     m.ILogger = variant(_ILogger, "ILogger")
     m.ILogger.Severity = severity
     m.Logger = variant(_Logger, "Logger", bases=(m.ILogger,))
     for level in severity:
         setattr(m.ILogger, level.name, level)
-    flags = ["FP16", "INT8"] * has(until=(11, 0)) + ["DEBUG", "GPU_FALLBACK", "REFIT", "DISABLE_TIMING_CACHE", "TF32",
-                                                    "SPARSE_WEIGHTS", "DIRECT_IO"]
-    flags += ["OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS"] * has(until=(11, 0))
-    flags += ["VERSION_COMPATIBLE"] * has((8, 6)) + ["BF16"] * has((9, 0), (11, 0)) + ["STRIP_PLAN"] * has((10, 0))
-    m.BuilderFlag = _enum("BuilderFlag", flags)
-    m.NetworkDefinitionCreationFlag = _enum(
-        "NetworkDefinitionCreationFlag", ["EXPLICIT_BATCH"] * has(until=(11, 0)) + ["EXPLICIT_PRECISION"] * has(
-            until=(10, 0)) + ["STRONGLY_TYPED"] * has((9, 0), (11, 0)) + ["PREFER_JIT_PYTHON_PLUGINS"] * has((10, 0)))
-    m.MemoryPoolType = _enum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM", "DLA_LOCAL_DRAM", "DLA_GLOBAL_DRAM"]
-                             + ["TACTIC_DRAM"] * has((8, 6)))
-    m.DeviceType = _enum("DeviceType", ["GPU", "DLA"])
-    m.ProfilingVerbosity = _enum("ProfilingVerbosity", ["LAYER_NAMES_ONLY", "NONE", "DETAILED"])
-    m.LayerInformationFormat = _enum("LayerInformationFormat", ["ONELINE", "JSON"])
-    m.TensorIOMode = _enum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"])
-    m.DataType = _enum("DataType", ["FLOAT", "HALF", "INT8", "INT32", "BOOL", "UINT8"] + ["FP8"] * has((8, 6))
-                       + ["BF16"] * has((9, 0)) + ["INT64", "INT4"] * has((10, 0)))
-    m.ErrorCode = _enum("ErrorCode", ["SUCCESS", "INTERNAL_ERROR", "MEM_ALLOC_FAILED", "MODEL_DESERIALIZE_FAILED",
-                                      "INVALID_VALUE", "INVALID_GRAPH", "INVALID_NODE", "UNSUPPORTED_GRAPH",
-                                      "UNSUPPORTED_NODE"])
+    for name in ("BuilderFlag", "NetworkDefinitionCreationFlag", "MemoryPoolType", "DeviceType", "ProfilingVerbosity",
+                 "LayerInformationFormat", "TensorIOMode", "DataType"):
+        setattr(m, name, numbered(name))
+    # 8.6 and 10.x bind ErrorCode.name as a method returning "ErrorCode.X"; 11.x as a property
+    m.ErrorCode = numbered("ErrorCode", _TrtEnum if has((11, 0)) else _MethodNameEnum)
     m.ParserError = variant(_ParserError, "ParserError",
                             () if has((10, 0)) else ("node_name", "node_operator", "local_function_stack"))
     m.INetworkDefinition = variant(_Network, "INetworkDefinition")
@@ -339,8 +337,7 @@ def make_module(fake: Any) -> types.ModuleType:
     drop = ["platform_has_fast_fp16", "platform_has_fast_int8"] * has((11, 0)) + ["build_engine"] * has((10, 0))
     m.Builder = variant(_Builder, "Builder", drop + ["build_engine_with_config"] * has(until=(10, 6)))
     if has(until=(11, 0)):
-        m.CalibrationAlgoType = _enum("CalibrationAlgoType", ["LEGACY_CALIBRATION", "ENTROPY_CALIBRATION",
-                                                              "ENTROPY_CALIBRATION_2", "MINMAX_CALIBRATION"])
+        m.CalibrationAlgoType = numbered("CalibrationAlgoType")
         m.IInt8Calibrator = variant(_Calibrator, "IInt8Calibrator")
         m.IInt8EntropyCalibrator2 = variant(_Calibrator, "IInt8EntropyCalibrator2", bases=(m.IInt8Calibrator,))
     for name, cls, dropped in runtime_classes(fake):
@@ -362,7 +359,7 @@ def install_fake(monkeypatch: Any, version: str, **knobs: Any) -> FakeTensorRT:
     """Install a fake ``tensorrt`` of ``version`` ("8.5", "10.3", "11.1", ...) as sys.modules["tensorrt"].
 
     Knobs: out_of_memory, fast_fp16, build_fails, unsupported_ops, compute_capability, dla_cores,
-    build_gate (threading.Event the build waits for), memory, require_active_context.
+    build_gate (threading.Event the build waits for), memory, require_active_context, cuda_fails.
     """
     fake = FakeTensorRT(version, **knobs)
     monkeypatch.setitem(sys.modules, "tensorrt", fake.module)

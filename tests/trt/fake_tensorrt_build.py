@@ -1,5 +1,5 @@
 """The fake ``build_serialized_network`` and the runtime side (Runtime, ICudaEngine, IExecutionContext,
-IEngineInspector) of the fake ``tensorrt`` module; see fake_tensorrt.py for what is modelled.
+EngineInspector) of the fake ``tensorrt`` module; see fake_tensorrt.py for what is modelled.
 """
 
 from __future__ import annotations
@@ -9,7 +9,17 @@ import struct
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from fake_tensorrt_classes import FORMATS_8, LAYER_TYPES, MAGIC, NUMPY, OOM_LINES, Dims, IHostMemory
+from fake_tensorrt_classes import (
+    FORMATS_8,
+    LAYER_TYPES,
+    MAGIC,
+    NUMPY,
+    OOM_LINES,
+    Dims,
+    IHostMemory,
+    _recorded,
+    start_cuda,
+)
 
 
 def _error(fake: Any, logger: Any, message: str) -> None:
@@ -156,11 +166,14 @@ def build(fake: Any, logger: Any, network: Any, config: Any) -> Optional[IHostMe
 
 # ---------------------------------------------------------------- runtime side
 class _Runtime:
+    logger: Any = None
+    _dla = -1
+    DLA_core = _recorded("_dla", "Runtime.DLA_core")
+    num_DLA_cores = property(lambda self: self._f.dla_cores)
+
     def __init__(self, logger: Any) -> None:
-        if not getattr(logger, "_trt_init", False):
-            raise TypeError("ILogger.__init__() must be called when overriding __init__")
+        start_cuda(self._f, logger, "Runtime")
         self.logger = logger
-        self._f.rec("Runtime")
 
     def deserialize_cuda_engine(self, serialized_engine: Any) -> Any:
         f, data = self._f, bytes(serialized_engine)
@@ -223,7 +236,7 @@ class _Engine:
 
     def create_engine_inspector(self) -> Any:
         self._f.rec("ICudaEngine.create_engine_inspector")
-        return self._f.module.IEngineInspector(self)
+        return self._f.module.EngineInspector(self)
 
     def serialize(self) -> IHostMemory:
         return IHostMemory(self.plan)
@@ -254,7 +267,7 @@ class _Engine:
         self._f.deprecated("ICudaEngine.binding_is_input", (8, 5))
         return self.io[index]["mode"] == "INPUT"
 
-    def run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def _compute(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Compute the outputs on the CPU with ONNX Runtime (what the kernels would produce)."""
         if self._session is None:
             import onnxruntime
@@ -272,12 +285,13 @@ def runtime_classes(fake: Any) -> List[Tuple[str, type, Sequence[str]]]:
                "binding_is_input"]
     named = ["num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_shape", "get_tensor_dtype",
              "get_tensor_profile_shape"]
-    ctx_binding = ["set_binding_shape", "execute_async_v2", "all_binding_shapes_specified"]
+    ctx_binding = ["set_binding_shape", "execute_async_v2"]
     ctx_named = ["set_input_shape", "set_tensor_address", "get_tensor_address", "execute_async_v3", "infer_shapes"]
-    engine_drop = (binding if fake.has((10, 0)) else []) + (named if fake.has(until=(8, 5)) else [])
+    engine_drop = (binding if fake.has((10, 0)) else []) + (named if fake.has(until=(8, 5)) else []) + (
+        ["device_memory_size", "has_implicit_batch_dimension"] if fake.has((11, 0)) else [])
     ctx_drop = (ctx_binding if fake.has((10, 0)) else []) + (ctx_named if fake.has(until=(8, 5)) else [])
     return [("Runtime", _Runtime, ()), ("ICudaEngine", _Engine, engine_drop), ("IExecutionContext", _Context, ctx_drop),
-            ("IEngineInspector", _Inspector, ())]
+            ("EngineInspector", _Inspector, ())]
 
 
 def layer_json(fake: Any, layer: Dict[str, Any], shaped: bool) -> Dict[str, Any]:

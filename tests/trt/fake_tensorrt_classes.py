@@ -40,15 +40,6 @@ class IHostMemory(bytes):
         return len(self)
 
 
-class _TrtEnum(enum.IntEnum):
-    def __str__(self) -> str:  # pybind11 enums print as "DataType.FLOAT"
-        return f"{type(self).__name__}.{self.name}"
-
-
-def _enum(name: str, members: Sequence[str]) -> Any:
-    return _TrtEnum(name, [(m, i) for i, m in enumerate(members)])
-
-
 def _check_init(obj: Any, base: str) -> None:
     if not getattr(obj, "_trt_init", False):
         raise TypeError(f"{type(obj).__name__}.__init__() must be called when overriding __init__ ({base})")
@@ -63,7 +54,7 @@ def _recorded(attr: str, name: str, deprecated: Optional[Tuple[int, int]] = None
     def put(self: Any, value: Any) -> None:
         if deprecated:
             self._f.deprecated(name, deprecated)
-        self._f.calls.append(f"{name}={value.name if isinstance(value, enum.Enum) else _short(value)}")
+        self._f.calls.append(f"{name}={value._name_ if isinstance(value, enum.Enum) else _short(value)}")
         setattr(self, attr, value)
 
     return property(get, put)
@@ -124,7 +115,7 @@ class _ParserError:
         where = f"In node {self._node}"
         if self._f.version >= (10, 0):
             where += f" with name: {self._name} and operator: {self._op}"
-        return f"{where} ({self.func()}): {self._code.name}: {self._desc}"
+        return f"{where} ({self.func()}): {self._code._name_}: {self._desc}"
 
 
 class _Tensor:
@@ -133,6 +124,8 @@ class _Tensor:
 
 
 class _Network:
+    name = "main_graph"
+
     def __init__(self, flags: int) -> None:
         self.flags, self.name = flags, "main_graph"
         self._inputs: List[_Tensor] = []
@@ -152,7 +145,7 @@ class _Network:
     def get_output(self, index: int) -> _Tensor:
         return self._outputs[index]
 
-    def load(self, proto: Any, data: bytes, logger: Any) -> None:
+    def _load(self, proto: Any, data: bytes, logger: Any) -> None:
         import onnx
 
         f, dtypes = self._f, self._f.module.DataType
@@ -232,7 +225,7 @@ class _OnnxParser:
                        'namespace correct?"', i, node.name, node.op_type)
         if bad:
             return False
-        self._network.load(proto, data, self._logger)
+        self._network._load(proto, data, self._logger)
         return True
 
 
@@ -243,12 +236,17 @@ class _Profile:
         self.valid = True
 
     def set_shape(self, input: str, min: Sequence[int], opt: Sequence[int], max: Sequence[int]) -> None:  # noqa: A002
+        """Like pyCore.cpp: each of setDimensions(kMIN/kOPT/kMAX) that fails raises ValueError."""
         self._f.rec("IOptimizationProfile.set_shape", input, tuple(min), tuple(opt), tuple(max))
-        ok = len(min) == len(opt) == len(max) and all(a <= b <= c for a, b, c in zip(min, opt, max))
-        if not ok:
-            self._f.emit(None, self._f.module.ILogger.Severity.ERROR, f"3: [optimizationProfile.cpp::setDimensions] "
-                         f"Error Code 3: API Usage Error (min <= opt <= max violated for {input})")
-            self.valid = False
+        checks = (("min", all(d >= 0 for d in min)),
+                  ("opt", len(opt) == len(min) and all(0 <= a <= b for a, b in zip(min, opt))),
+                  ("max", len(max) == len(min) and all(b <= c for b, c in zip(opt, max))))
+        for selector, ok in checks:
+            if not ok:
+                self._f.emit(None, self._f.module.ILogger.Severity.ERROR, f"3: [optimizationProfile.cpp::"
+                             f"setDimensions] Error Code 3: API Usage Error ({selector} dimensions of {input} are "
+                             "inconsistent with the others)")
+                raise ValueError(f"Shape provided for {selector} is inconsistent with other shapes.")
         self.shapes[input] = (Dims(min), Dims(opt), Dims(max))
 
     def get_shape(self, input: str) -> List[Dims]:  # noqa: A002
@@ -348,11 +346,23 @@ class _Config:
         return self.calibration_profile
 
 
+def start_cuda(fake: Any, logger: Any, kind: str) -> None:
+    """What trt.Builder / trt.Runtime do first: when CUDA cannot start, TensorRT logs why and the factory
+    returns nullptr, which pybind11 raises as TypeError (the real bindings over stub libraries show it)."""
+    _check_init(logger, "ILogger")
+    fake.rec(kind)
+    if fake.cuda_fails:
+        fake.emit(logger, fake.module.ILogger.Severity.WARNING, "CUDA initialization failure with error: 35. Please "
+                  "check your CUDA installation:  http://docs.nvidia.com/cuda/cuda-installation-guide-linux/index.html")
+        raise TypeError("pybind11::init(): factory function returned nullptr")
+
+
 class _Builder:
+    logger: Any = None
+
     def __init__(self, logger: Any) -> None:
-        _check_init(logger, "ILogger")
+        start_cuda(self._f, logger, "Builder")
         self.logger = logger
-        self._f.rec("Builder")
 
     @property
     def platform_has_fast_fp16(self) -> bool:

@@ -1,4 +1,4 @@
-"""IExecutionContext and IEngineInspector of the fake ``tensorrt`` module (see fake_tensorrt.py)."""
+"""IExecutionContext and EngineInspector of the fake ``tensorrt`` module (see fake_tensorrt.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from fake_tensorrt_classes import NUMPY, Dims
 
 
 class _Context:
+    engine: Any = None
+    name = ""
+
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.shapes: Dict[str, tuple] = {t["name"]: tuple(t["shape"]) for t in engine.io
@@ -61,7 +64,7 @@ class _Context:
         key = tuple(sorted(self.shapes.items()))
         if key not in self._output_shapes:
             feeds = {t["name"]: np.zeros(self.shapes[t["name"]], NUMPY[t["dtype"]]) for t in self._inputs()}
-            self._output_shapes[key] = {k: v.shape for k, v in self.engine.run(feeds).items()}
+            self._output_shapes[key] = {k: v.shape for k, v in self.engine._compute(feeds).items()}
         return Dims(self._output_shapes[key][name])
 
     def set_tensor_address(self, name: str, memory: int) -> bool:
@@ -92,7 +95,7 @@ class _Context:
             shape = self.shapes[t["name"]]
             feeds[t["name"]] = memory.view(addresses[t["name"]], int(np.prod(shape)) * dtype.itemsize).view(
                 dtype).reshape(shape).copy()
-        for name, value in self.engine.run(feeds).items():
+        for name, value in self.engine._compute(feeds).items():
             spec = self.engine._by_name[name]
             value = np.ascontiguousarray(value, NUMPY[spec["dtype"]])
             memory.view(addresses[name], value.nbytes)[:] = value.reshape(-1).view(np.uint8)
@@ -171,7 +174,7 @@ class _Inspector:
 
     @execution_context.setter
     def execution_context(self, context: Any) -> None:
-        self._f.calls.append("IEngineInspector.execution_context=<IExecutionContext>")
+        self._f.calls.append("EngineInspector.execution_context=<IExecutionContext>")
         self._context = context
 
     def _shaped(self) -> bool:
@@ -189,12 +192,12 @@ class _Inspector:
         return layer_json(self._f, layer, self._shaped())
 
     def get_layer_information(self, layer_index: int, format: Any) -> str:  # noqa: A002 - the binding's name
-        self._f.rec("IEngineInspector.get_layer_information", layer_index, format)
+        self._f.rec("EngineInspector.get_layer_information", layer_index, format)
         info = self._layer(self.engine.header["layers"][layer_index], format)
         return info if isinstance(info, str) else json.dumps(info)
 
     def get_engine_information(self, format: Any) -> str:  # noqa: A002 - the binding's name
-        self._f.rec("IEngineInspector.get_engine_information", format)
+        self._f.rec("EngineInspector.get_engine_information", format)
         layers = [self._layer(layer, format) for layer in self.engine.header["layers"]]
         if format.name == "ONELINE":
             return "\n".join(layers) + "\n"

@@ -40,6 +40,7 @@ def test_import_returns_the_installed_module(monkeypatch):
 FEATURES = [("8.5",   True,    True, True,  True,  True,  False, True, True),
             ("8.6",   True,    True, True,  True,  True,  False, True, True),
             ("10.3",  False,   True, True,  True,  True,  True,  True, False),
+            ("10.7",  False,   True, True,  True,  True,  True,  True, False),  # fast16: deprecated, answered
             ("11.0",  False,   True, False, False, False, True,  False, False),
             ("11.1",  False,   True, False, False, False, True,  True, False)]
 
@@ -107,6 +108,46 @@ def test_parser_errors_name_the_node(monkeypatch, face_model_path, version):
     else:  # 10.x names every unsupported node
         assert len(errors) == len(pads) and errors[0].startswith(f"node '{pads[0][1]}' (Pad): UNSUPPORTED_NODE: ")
     assert all("\n" not in e for e in errors)
+
+
+@pytest.mark.parametrize("version,name_is_method", [("8.5", True), ("8.6", True), ("10.3", True), ("10.13", True),
+                                                    ("11.1", False)])
+def test_error_code_names_read_as_text_on_every_binding(monkeypatch, tmp_path, version, name_is_method):
+    # 8.6/10.x bind ErrorCode.name as a method: "<bound method PyCapsule.name ...>" in messages (issue 9 #15)
+    trt = install_fake(monkeypatch, version, unsupported_ops={"Gemm"}).module
+    assert callable(trt.ErrorCode.UNSUPPORTED_NODE.name) == name_is_method
+    assert api.enum_name(trt.ErrorCode.UNSUPPORTED_NODE) == "UNSUPPORTED_NODE"
+    assert api.enum_name(trt.DataType.HALF) == "HALF"
+    errors = api.parser_errors(_failed_parser(trt, make_colour_classifier(tmp_path / "c.onnx")))
+    assert ": UNSUPPORTED_NODE: No importer registered for op: Gemm" in errors[0] and "bound method" not in errors[0]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("kind", ["Builder", "Runtime"])
+def test_cuda_that_cannot_start(monkeypatch, version, kind):
+    fake = install_fake(monkeypatch, version, cuda_fails=True)
+    trt = fake.module
+    create = api.create_builder if kind == "Builder" else api.create_runtime
+
+    class Lines(trt.ILogger):  # keeps what TensorRT logs, as the builder's logger does
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.lines = []
+
+        def log(self, severity, msg):
+            self.lines.append((severity, msg))
+
+    with pytest.raises(EdgeError) as err:
+        create(trt, Lines(), "m.onnx")
+    message = str(err.value)
+    assert message.startswith(f"m.onnx | TensorRT {fake.version_string} could not start CUDA (trt.{kind} failed: "
+                               "CUDA initialization failure with error: 35.") and "\n" not in message
+    with pytest.raises(EdgeError, match="TensorRT's log line above says why"):
+        create(trt, trt.Logger())  # trt.Logger prints TensorRT's line itself
+    fake.cuda_fails = False
+    assert type(create(trt, trt.Logger())).__name__ == kind
+    with pytest.raises(TypeError, match="must be called"):  # a bug (logger lacking ILogger.__init__): a traceback
+        create(trt, object.__new__(Lines))
 
 
 def test_parser_errors_take_node_names_from_the_onnx_on_8x(monkeypatch, tmp_path):

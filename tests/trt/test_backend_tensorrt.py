@@ -86,6 +86,7 @@ def test_second_model_loads_from_the_cache(fake, tmp_path, astronaut):
 
 @pytest.mark.parametrize("version, knobs, expected", [
     ("8.5", {}, "fp16"), ("10.3", {}, "fp16"), ("10.3", {"fast_fp16": False}, "fp32"), ("11.1", {}, "fp32"),
+    ("10.7", {"fast_fp16": False}, "fp32"),  # 10.5+: platform_has_fast_fp16 deprecated but answered (issue 9 #15)
 ])
 def test_default_precision_and_describe(monkeypatch, tmp_path, version, knobs, expected):
     use_fake(monkeypatch, tmp_path, version, **knobs)
@@ -95,6 +96,16 @@ def test_default_precision_and_describe(monkeypatch, tmp_path, version, knobs, e
         assert backend.device == f"gpu (TensorRT {sys.modules['tensorrt'].__version__}, {expected})"
         assert backend.describe().startswith(f"tensorrt on {backend.device}: precision asked {expected}, obtained "
                                              f"{expected}; plan built in ")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_cuda_that_cannot_start_is_a_one_line_error(monkeypatch, tmp_path, version):
+    use_fake(monkeypatch, tmp_path, version, cuda_fails=True)
+    path = make_colour_classifier(tmp_path / "colour.onnx")
+    with pytest.raises(EdgeError) as err:
+        with TensorRTBackend(path, options={"report": lambda line: None}):
+            pass
+    assert "could not start CUDA (trt.Builder failed" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_explicit_fp32_and_workspace_reach_the_builder(fake, tmp_path):

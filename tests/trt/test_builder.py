@@ -94,7 +94,7 @@ def test_fp16_build_calls_in_order(monkeypatch, tmp_path, lines, version):
     positions = order(fake, "init_libnvinfer_plugins", "Builder()", network, "OnnxParser.parse_from_file",
                       "Builder.create_builder_config", f"IBuilderConfig.set_memory_pool_limit(WORKSPACE, {1 << 30})",
                       "IBuilderConfig.profiling_verbosity=DETAILED", "Builder.build_serialized_network",
-                      "Runtime.deserialize_cuda_engine", "IEngineInspector.get_engine_information(JSON)")
+                      "Runtime.deserialize_cuda_engine", "EngineInspector.get_engine_information(JSON)")
     assert positions == sorted(positions)
     flags = fake.called("IBuilderConfig.set_flag")
     assert flags == (["IBuilderConfig.set_flag(FP16)"] if version in WEAK else [])
@@ -188,14 +188,39 @@ def test_profile_for_an_unknown_input(monkeypatch, tmp_path, lines):
                                  profiles={"images": ((1,), (1,), (1,))}), "'images', which is not an input", "image")
 
 
-@pytest.mark.parametrize("version", WEAK)
+@pytest.mark.parametrize("version", WEAK + ["10.7"])  # 10.5+: deprecated in C++, still answered (issue 9 #15)
 def test_fp16_asked_fp32_obtained(monkeypatch, tmp_path, lines, version):
     fake = install_fake(monkeypatch, version, fast_fp16=False)
-    one_line_error(lambda: build(make_colour_classifier(tmp_path / "c.onnx"), lines, precision="fp16"),
-                   "asked fp16, TensorRT built fp32 (this GPU has no fast fp16 or the layers do not support it",
-                   "--precision fp32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        one_line_error(lambda: build(make_colour_classifier(tmp_path / "c.onnx"), lines, precision="fp16"),
+                       "asked fp16, TensorRT built fp32 (this GPU has no fast fp16 or the layers do not support it",
+                       "--precision fp32")
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning)]
     assert "IBuilderConfig.set_flag(FP16)" in fake.calls
     assert any("no fast fp16" in line for line in lines)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_cuda_that_cannot_start_is_a_one_line_error(monkeypatch, tmp_path, lines, version):
+    # real bindings: trt.Builder(logger) -> TypeError "factory function returned nullptr" (test_bindings_surface)
+    fake = install_fake(monkeypatch, version, cuda_fails=True)
+    model = make_colour_classifier(tmp_path / "c.onnx") if version in WEAK else float16_colour(tmp_path / "c.onnx")
+    one_line_error(lambda: build(model, lines, precision="fp16"), f"TensorRT {fake.version_string} could not start "
+                   "CUDA (trt.Builder failed: CUDA initialization failure with error: 35.", "nvidia-smi",
+                   "--backend onnxruntime")
+    assert not fake.called("Builder.create_network")
+
+
+@pytest.mark.parametrize("profile,selector", [
+    (((-1, 3, 32, 32), (1, 3, 32, 32), (2, 3, 32, 32)), "min"),  # -1 passes edge's own checks; TensorRT refuses it
+    (((-2, 3, 32, 32), (-1, 3, 32, 32), (1, 3, 32, 32)), "min"),
+])
+def test_shapes_tensorrt_refuses_are_a_one_line_error(monkeypatch, tmp_path, lines, profile, selector):
+    install_fake(monkeypatch, "10.3")  # the binding raises ValueError from set_shape (pyCore.cpp)
+    one_line_error(lambda: build(dynamic_colour(tmp_path / "d.onnx"), lines, precision="fp32",
+                                 profiles={"image": profile}),
+                   "TensorRT refused the shapes", f"Shape provided for {selector} is inconsistent", "--shape image:")
 
 
 def test_fp16_on_11_needs_a_float16_onnx(monkeypatch, tmp_path, lines):
@@ -372,7 +397,8 @@ def test_dla_core(monkeypatch, tmp_path, lines, version):
     model = make_colour_classifier(tmp_path / "c.onnx") if version in WEAK else float16_colour(tmp_path / "c.onnx")
     build(model, lines, precision="fp16", dla_core=1)
     assert ["IBuilderConfig.default_device_type=DLA", "IBuilderConfig.DLA_core=1",
-            "IBuilderConfig.set_flag(GPU_FALLBACK)"] == [c for c in fake.calls if "DLA" in c or "GPU_FALLBACK" in c]
+            "IBuilderConfig.set_flag(GPU_FALLBACK)", "Runtime.DLA_core=1"  # the inspector loads it on that core
+            ] == [c for c in fake.calls if "DLA" in c or "GPU_FALLBACK" in c]
     assert fake.plan_header(build(model, lines, precision="fp16", dla_core=0).plan)["device"] == "DLA"
     assert "on DLA core 0" in lines[-2]
 

@@ -171,6 +171,17 @@ def test_foreign_bytes_are_an_edge_error(fake):
         TrtRunner(b"not a plan", fake.cuda_layer())
 
 
+def test_cuda_that_cannot_start_is_an_edge_error(fake, static_plan):
+    # real bindings: trt.Runtime(logger) -> TypeError "factory function returned nullptr" (issue 9 #15)
+    fake.cuda_fails = True
+    layer = fake.cuda_layer()
+    with pytest.raises(EdgeError) as err:
+        TrtRunner(static_plan[1], layer, where="m.plan")
+    message = str(err.value)
+    assert message.startswith(f"m.plan | TensorRT {fake.version_string} could not start CUDA (trt.Runtime failed")
+    assert "nvidia-smi" in message and "\n" not in message
+
+
 def test_a_plan_from_another_tensorrt_or_gpu_is_an_edge_error(monkeypatch, tmp_path):
     path = make_colour_classifier(tmp_path / "colour.onnx")
     plan = make_plan(install_fake(monkeypatch, "8.5").module, path)
