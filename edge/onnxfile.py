@@ -6,14 +6,13 @@ existing ``metadata_props``; ``onnx.helper.set_model_props`` would delete them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
-from edge.config import METADATA_KEY, EdgeConfig
+from edge.config import METADATA_KEY, EdgeConfig, loads_json
 from edge.errors import EdgeError
 
 PathLike = Union[str, Path]
@@ -53,8 +52,8 @@ class OnnxInfo:
         if text is None:
             return None
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            data = loads_json(text)
+        except ValueError as exc:  # json.JSONDecodeError, or nested too deeply
             raise EdgeError(
                 f"the embedded edge config is not valid JSON ({exc})",
                 fix="re-embed it with python -m export onnx MODEL --config edge.json",
@@ -93,7 +92,38 @@ def load_onnx(path: PathLike):  # -> onnx.ModelProto
     if not model.graph.node or not model.graph.output:
         raise EdgeError("ONNX file has an empty graph (truncated or not a model)",
                         fix="re-export or re-download the model", where=where)
+    _check_external_data(model, path)
     return model
+
+
+def _check_external_data(model: Any, path: Path) -> None:
+    """EdgeError when a tensor keeps its weights in a separate file (models over 2 GB do) that is not there."""
+    from onnx import TensorProto
+
+    folder = path.resolve().parent
+    for tensor in _graph_tensors(model.graph):
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        location = {entry.key: entry.value for entry in tensor.external_data}.get("location", "")
+        resolved = (folder / location).resolve()
+        if not location or not resolved.is_file():
+            raise EdgeError(f"the weights of tensor '{tensor.name}' are in a separate file, "
+                            f"'{location or '(no location)'}', which is not beside the model",
+                            fix=f"copy '{location}' into {folder} with the .onnx (files over 2 GB keep weights "
+                            "apart), or re-export into one file", where=str(path))
+
+
+def _graph_tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto of ``graph``: initializers and node attributes, subgraphs (If, Loop) included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            subgraphs = list(attribute.graphs) + ([attribute.g] if attribute.HasField("g") else [])
+            for subgraph in subgraphs:
+                yield from _graph_tensors(subgraph)
 
 
 def _tensor_spec(value_info: Any) -> TensorSpec:

@@ -4,7 +4,7 @@ and parity: the source framework and ONNX Runtime on the same random and real in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -134,11 +134,27 @@ def parity(onnx_path: Path, runner: Runner, framework: str, inputs: Dict[str, Li
                           f"{len(output_names)}")
                 per_input.append([_failed(n, (), reason) for n in output_names])
                 continue
-            per_input.append(compare(dict(zip(output_names, produced)), candidate, tolerance, unordered))
+            stats = compare(dict(zip(output_names, produced)), candidate, tolerance, unordered)
+            per_input.append(fail_non_finite(stats, candidate))
     report.unordered = unordered
     report.rows = combine(per_input)  # worst case per output over all inputs; top-1 as the agreement rate
     report.passed = passed(report.rows)
     return report
+
+
+def fail_non_finite(stats: Sequence[Any], candidate: Dict[str, np.ndarray]) -> List[Any]:
+    """Fail every output whose ONNX values hold NaN or Inf, even where the source framework gives the same:
+    an exported model that computes NaN is broken, however well it agrees (export.compare lets equal
+    NaN pass, which suits comparing two backends of one model, not checking an export)."""
+    found = []
+    for row in stats:
+        values = candidate.get(row.name)
+        bad = 0 if values is None else int(np.count_nonzero(~np.isfinite(np.asarray(values, np.float64))))
+        if bad and row.passed:
+            row = replace(row, passed=False, reason=f"{bad} of {np.size(values)} values are NaN/Inf (the source "
+                          "model gives them too: it is broken for these inputs)")
+        found.append(row)
+    return found
 
 
 def _row_count(produced: Dict[str, np.ndarray], unordered: Sequence[str]) -> List[int]:

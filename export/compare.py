@@ -122,7 +122,8 @@ def _top1_agreement(a: np.ndarray, b: np.ndarray) -> float:
     best_b = rows_b.argmax(axis=1)
     top_a = rows_a[np.arange(len(rows_a)), best_a]
     picked_a = rows_a[np.arange(len(rows_a)), best_b]
-    tie = np.abs(top_a - picked_a) <= noise.atol + noise.rtol * np.abs(top_a)
+    with np.errstate(invalid="ignore"):  # inf - inf: not a tie, and NaN/Inf are reported elsewhere
+        tie = np.abs(top_a - picked_a) <= noise.atol + noise.rtol * np.abs(top_a)
     return float(np.mean((best_a == best_b) | tie))
 
 

@@ -115,8 +115,8 @@ def _load_weights(module: Any, weights: Path) -> None:
         raise EdgeError("weights file not found", fix="check the path", where=str(weights))
     try:
         state = torch.load(str(weights), map_location="cpu", weights_only=True)
-    except (RuntimeError, ValueError, EOFError, OSError) as exc:
-        raise EdgeError(f"cannot read the weights ({type(exc).__name__})",
+    except Exception as exc:  # noqa: BLE001 - random bytes raise UnpicklingError, zip errors, ...: all "not weights"
+        raise EdgeError(f"cannot read the weights: not a PyTorch weights file ({type(exc).__name__})",
                         fix="save them with torch.save(model.state_dict(), path)", where=str(weights)) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # a training checkpoint
@@ -270,6 +270,11 @@ def _check_runs(module: Any, example: Any, input_shape: Sequence[int]) -> Any:
 
 
 def _export_error(exc: Exception, opset: int) -> EdgeError:
+    from edge.files import write_error
+
+    unwritable = write_error(exc, "--output", "the exported model")
+    if unwritable is not None:
+        return unwritable
     text = str(exc).strip()
     first = text.splitlines()[0][:300] if text else type(exc).__name__
     if "UnsupportedOperator" in type(exc).__name__ or "is not supported" in text or "Unsupported" in text:
@@ -313,4 +318,13 @@ def input_shape_from(text: Optional[str], configured: Optional[Sequence[Any]]) -
     if len(shape) != 4 or any(d <= 0 for d in shape):
         raise EdgeError(f"input shape {list(shape)} is not 4 positive sizes",
                         fix="e.g. --input-shape 1,3,224,224 (batch first)", where="--input-shape")
+    elements = int(np.prod([float(d) for d in shape]))
+    if elements > MAX_INPUT_ELEMENTS:
+        raise EdgeError(f"input shape {list(shape)} holds {elements * 4 / 2 ** 30:.3g} GiB of float32, "
+                        f"more than the {MAX_INPUT_ELEMENTS * 4 // 2 ** 30} GiB export allows",
+                        fix="give the size the model was trained on (e.g. 1,3,640,640)", where="--input-shape")
     return shape
+
+
+# 2**28 float32 values (1 GiB): 20 times a 4K RGB frame; the export holds several copies of the input
+MAX_INPUT_ELEMENTS = 1 << 28

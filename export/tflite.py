@@ -47,6 +47,11 @@ def tflite_to_onnx(source: Path, destination: Path) -> Path:
     try:
         tflite2onnx.convert(str(source), str(partial))
     except Exception as exc:  # noqa: BLE001 - tflite2onnx raises anything on operators it lacks or a broken file
+        from edge.files import write_error
+
+        unwritable = write_error(exc, "--output", "the converted model")
+        if unwritable is not None:
+            raise unwritable from None
         first = str(exc).strip().splitlines()[0][:250] if str(exc).strip() else ""
         raise EdgeError(f"tflite2onnx cannot convert this model ({type(exc).__name__}: {first})",
                         fix="check the .tflite is complete (re-export it); if it uses an operator tflite2onnx lacks, "

@@ -203,12 +203,24 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _place_model(source: Path, target: Path) -> None:
-    """Hard-link ``source`` to ``target`` (same file system), else copy it."""
+    """Hard-link ``source`` to ``target`` (same file system), else copy it.
+
+    A link shares the source's permissions: a source more private than a new file would be (a 0600
+    export, while the umask gives 0644) is copied instead, so the server's user can read the entry.
+    """
+    from edge.files import default_file_mode
+
+    wanted = default_file_mode()
+    shareable = (source.stat().st_mode & wanted) == wanted
     if target.exists() and target.samefile(source):
-        return
+        if shareable:
+            return
+        target.unlink()  # an earlier link to a private file: replace it with a readable copy
     if target.exists() or target.is_symlink():
         target.unlink()
     try:
+        if not shareable:
+            raise PermissionError("the source is more private than the umask: copy it")
         os.link(str(source), str(target))
     except OSError:
         shutil.copyfile(str(source), str(target))

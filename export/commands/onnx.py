@@ -14,7 +14,10 @@ After conversion: onnx.checker, strict shape inference, optional onnxslim simpli
 parity run of the source framework against ONNX Runtime on random and real inputs (max abs and
 relative error, cosine similarity, top-1 agreement), output by output, failing above the
 precision's tolerance; outputs with a dynamic row count (detections) are compared as unordered
-rows. The file is written only when every check passes.
+rows; NaN or Inf in an ONNX output fails it. The file is written only when every check passes,
+and only when a CPU backend here (ONNX Runtime, else OpenCV) loads it: a graph with an operator
+no backend here implements (a custom domain) is an error unless --allow-unloadable. The output
+must be a regular file or absent (never a folder or a device); it gets the umask's mode.
 
 A classifier whose graph already ends in Softmax/Sigmoid gets decoder activation "none" (its
 outputs are probabilities); --activation overrides.
@@ -26,10 +29,10 @@ targets ONNX 1.12 — so one file serves JetPack 5, 6 and 7 boards.
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from edge.config import EdgeConfig, load_config_file, merge, missing_config_error, missing_fields
 from edge.errors import EdgeError
@@ -63,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parity-samples", type=int, default=8, metavar="N",
                         help="random inputs for the parity check, besides the shipped sample images (default 8)")
     parser.add_argument("--no-parity", action="store_true", help="skip the parity check (not recommended)")
+    parser.add_argument("--allow-unloadable", action="store_true",
+                        help="write the file even when no backend here loads it (custom operators that only the "
+                        "target runtime implements, e.g. a TensorRT plugin)")
     add_model_fact_arguments(parser, "edge config (embedded in the file)", layout=True)
 
 
@@ -177,22 +183,25 @@ def _starting_config(info: Any, partial: Dict[str, Any]) -> Dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Convert, check, write; prints one short report."""
+    from edge.files import check_writable_target, replace_file
     from edge.onnxfile import canonicalize, load_onnx, save_atomic, write_metadata
     from export.checks import simplify, structural_checks
     from export.tflite import sha256_file
 
     kind = source_kind(args.source)
     output = args.output or Path(Path(args.source.split(":")[0]).stem + ".onnx")
-    if not output.parent.resolve().is_dir():
+    target = check_writable_target(output)  # a folder, a device, a FIFO: refused before any work; links followed
+    if not target.parent.resolve().is_dir():
         raise EdgeError("output folder does not exist", fix=f"mkdir -p {output.parent}", where=str(output))
     if args.opset < 7 or args.opset > 23:
         raise EdgeError(f"opset {args.opset} is outside 7..23", fix=f"use --opset {DEFAULT_OPSET}", where="--opset")
     partial = requested_config(args)
     report: List[str] = []
-    with tempfile.TemporaryDirectory(dir=str(output.parent.resolve())) as scratch:
+    with _scratch_folder(target) as scratch:
         converted, runner, framework = convert(args, kind, partial, Path(scratch))
         config = finish_config(partial, converted, str(args.source), args.activation, report)
         model = load_onnx(converted)
+        _inline_external_data(model, converted)
         report += structural_checks(model, str(args.source))
         if args.simplify:
             before = len(model.graph.node)
@@ -201,21 +210,83 @@ def run(args: argparse.Namespace) -> int:
         write_metadata(model, {"edge_config": config.to_json()})
         canonicalize(model)
         staged = Path(scratch) / "final.onnx"
-        save_atomic(model, staged)
-        parity_report = _parity(args, runner, framework, config, staged, kind)
+        with _write_errors(output):
+            save_atomic(model, staged)
+        loadable, load_lines = _load_check(staged, str(args.source), args.allow_unloadable)
+        report += load_lines
+        parity_report = _parity(args, runner, framework, config, staged, kind) if loadable else (
+            ["parity: not possible (no backend here loads the file)"], True)
         report += parity_report[0]
         if not parity_report[1]:
             print("\n".join(report))
-            print(f"not written: {output} (the exported model does not compute what the {framework} model does; "
+            print(f"not written: {output} (the exported model fails the parity check against the {framework} model; "
                   "--no-parity writes it anyway)")
             return 1
-        os.replace(staged, output)
+        with _write_errors(output):
+            replace_file(staged, output)
     from edge.onnxfile import read_onnx
 
     size_kib = output.stat().st_size / 1024
     print(f"wrote {output} ({size_kib:.0f} KiB, opset {read_onnx(output).opset}, sha256 {sha256_file(output)})")
     print("\n".join(report + [f"edge config: {_describe(config)}"]))
     return 0
+
+
+def _inline_external_data(model: Any, source: Path) -> None:
+    """Pull weights kept in separate files (checked present by load_onnx) into ``model``: the written
+    file stands alone in any folder."""
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    if any(uses_external_data(t) for t in model.graph.initializer):
+        load_external_data_for_model(model, str(source.resolve().parent))
+
+
+@contextlib.contextmanager
+def _scratch_folder(output: Path) -> Iterator[str]:
+    """A temporary folder beside ``output`` (same file system: the final move is a rename)."""
+    with _write_errors(output):
+        scratch = tempfile.TemporaryDirectory(dir=str(output.parent.resolve()))
+    with scratch as path:
+        yield path
+
+
+@contextlib.contextmanager
+def _write_errors(output: Path) -> Iterator[None]:
+    """A failed write (disk full, read-only file system, quota) as one line instead of a traceback."""
+    from edge.files import write_error
+
+    try:
+        yield
+    except OSError as exc:
+        error = write_error(exc, str(output), "the model")
+        if error is None:
+            raise
+        raise error from None
+
+
+def _load_check(staged: Path, where: str, allow: bool) -> Tuple[bool, List[str]]:
+    """Whether a CPU backend here loads the file (ONNX Runtime, else OpenCV); EdgeError unless ``allow``."""
+    from edge.backends import BACKENDS
+
+    reasons = []
+    for name in ("onnxruntime-cpu", "opencv"):
+        cls = BACKENDS[name]
+        if cls.unavailable_reason() is not None:
+            continue
+        try:
+            with cls(staged, threads=1).prepare():
+                return True, [f"load check: ok ({name})"]
+        except EdgeError as exc:
+            reasons.append(f"{name}: {exc.what}".replace(str(staged), "the file"))
+        break  # OpenCV only stands in when ONNX Runtime is not installed (it logs its own errors to stderr)
+    if not reasons:
+        return False, ["load check: skipped, neither ONNX Runtime nor OpenCV is installed"]
+    detail = "; ".join(reasons)[:400]
+    if allow:
+        return False, [f"load check: no backend here loads it ({detail}); written anyway (--allow-unloadable)"]
+    raise EdgeError(f"no backend here can load the exported model ({detail})",
+                    fix="pass --allow-unloadable if the target runtime implements these operators (a TensorRT "
+                    "plugin), else replace them in the model", where=where)
 
 
 def _parity(args: argparse.Namespace, runner: Optional[Any], framework: str, config: EdgeConfig, staged: Path,
