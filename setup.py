@@ -25,21 +25,40 @@ setup(
         "edge._zoo": ["manifest.json", "*/*.onnx", "*/*.json", "*/README.md", "*/LICENSE"],
     },
     # OpenCV is never a hard dependency: on a Jetson, pip's opencv-python would shadow JetPack's
-    # GStreamer-enabled OpenCV. Install the 'cpu' extra on laptops and CI, not on a board.
-    install_requires=["numpy>=1.19", "onnx>=1.12"],
+    # GStreamer-enabled OpenCV. Install the 'cpu' extra on laptops and CI, not on a board; a board
+    # gets OpenCV from JetPack (sudo apt install nvidia-opencv) in a venv made with
+    # --system-site-packages. PyYAML is a runtime dependency: edge.config reads YAML edge configs
+    # (--config), and it is a small wheel that shadows nothing.
+    install_requires=["numpy>=1.19", "onnx>=1.12", "pyyaml>=5.1"],
     extras_require={
         "cpu": ["onnxruntime>=1.12", "opencv-python>=4.5"],
-        "gpu": ["onnxruntime-gpu>=1.14", "tensorrt>=8.5", "pycuda>=2022.1", "opencv-python>=4.5"],
+        # For x86_64 / SBSA machines with an NVIDIA GPU; no OpenCV here (take it from 'cpu' on a PC,
+        # from JetPack on a board). TensorRT is NOT listed: `pip install tensorrt` (and tensorrt-cu12)
+        # on PyPI is a source stub that fetches the real wheels from NVIDIA's own package index at build
+        # time, which fails where pip only knows PyPI, and nothing on pip fits a Jetson. Per platform:
+        #   Jetson (JetPack 5/6): it comes with JetPack (sudo apt install nvidia-tensorrt; the Python module
+        #     is python3-libnvinfer); make the venv with --system-site-packages so it is seen. Never pip it.
+        #   x86_64 / SBSA Linux, Windows: pip install tensorrt-cu12 with NVIDIA's package index as an extra
+        #     index (NVIDIA's TensorRT install guide; tensorrt-cu13 for a CUDA 13 driver), or NVIDIA's
+        #     deb/rpm/tar packages with their Python wheel.
+        # Also on a Jetson, onnxruntime-gpu comes from NVIDIA's Jetson wheels, not PyPI.
+        "gpu": ["onnxruntime-gpu>=1.14", "pycuda>=2022.1"],
         # training-side conversions; torch itself is the user's own install (CPU or CUDA build)
         "export": [
             "tflite2onnx>=0.4.1",
             'keras>=3; python_version >= "3.9"',
             'ai-edge-litert; python_version >= "3.9" and platform_system == "Linux"',
             "onnxslim",
-            "pyyaml",
         ],
         "plots": ["matplotlib"],
-        "test": ["pytest>=7", "ruff>=0.4", "vermin>=1.6", "scikit-learn", "jsonschema", "matplotlib"],
+        # cuda-python + NVRTC compile and check the GPU preprocessing kernel without a GPU or driver
+        # (tests/gpu). Same CUDA major for both: 13 where Python >= 3.10 (cuda-python 13 needs it, and
+        # torch 2.14's cuda-bindings is 13), 12 on Python 3.9; none on 3.8 (those tests skip there).
+        "test": ["pytest>=7", "ruff>=0.4", "vermin>=1.6", "scikit-learn", "jsonschema", "matplotlib",
+                 'cuda-python>=13,<14; python_version >= "3.10" and sys_platform != "darwin"',
+                 'nvidia-cuda-nvrtc>=13,<14; python_version >= "3.10" and sys_platform != "darwin"',
+                 'cuda-python>=12.6,<13; python_version == "3.9" and sys_platform != "darwin"',
+                 'nvidia-cuda-nvrtc-cu12; python_version == "3.9" and sys_platform != "darwin"'],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

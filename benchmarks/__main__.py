@@ -7,8 +7,9 @@
     python -m benchmarks compare A/results.json B/results.json
 
 Writes results.json / .csv / .md / plots to --out (default benchmarks/results/<UTC time>/) and
-prints the Markdown table. Exit 0 when the suite ran, even with failed rows (they are rows);
-2 for a user error (unknown model name, bad flag, missing --model file).
+prints the Markdown table. Exit 0 when every requested row ran or was skipped (a backend that cannot
+run here); 1 when any row failed (the results are still written; --keep-going exits 0 then); 2 for a
+user error (unknown model name, bad flag, missing --model file).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, TextIO
+from typing import Any, Dict, List, Optional, Sequence, TextIO
 
+from benchmarks import help_text
 from edge.errors import EdgeError
 
 DEFAULT_OUT = Path("benchmarks") / "results"
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The suite's flags (compare has its own parser in benchmarks.compare)."""
     from edge.flags import add_model_fact_arguments
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=help_text(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="python -m benchmarks compare A.json B.json: compare two runs")
     what = parser.add_argument_group("what to run")
@@ -102,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals and the demo frame")
     how.add_argument("--row-timeout", type=positive_float, default=1800.0, metavar="S",
                      help="a worker running longer fails its row (default 1800 s)")
+    how.add_argument("--keep-going", action="store_true",
+                     help="exit 0 even when rows failed (they stay failed rows in the results); default: exit 1")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, metavar="DIR", help="results folder (default benchmarks/results/<UTC time>/)")
     add_model_fact_arguments(parser, "model facts for --model files without an edge config", layout=True)
@@ -163,7 +167,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     (Path(out_dir) / "workers.log").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
     print(report.markdown(results))
     print(f"wrote {', '.join(str(p) for p in written)} (+ workers.log)", file=sys.stderr)
-    return 0
+    return failed_rows_exit(results["rows"], keep_going=args.keep_going)
+
+
+def failed_rows_exit(rows: Sequence[Dict[str, Any]], keep_going: bool = False) -> int:
+    """0 when no row failed (skipped rows are not failures) or ``keep_going``; else 1, with one line naming them."""
+    failed = [f"{row.get('model')}·{row.get('backend')}" for row in rows if row.get("status") == "failed"]
+    if not failed:
+        return 0
+    shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+    tail = ("exit 0 as --keep-going asks" if keep_going
+            else "exit 1. Fix: each row's reason in the table says what to change; --keep-going exits 0 anyway")
+    print(f"python -m benchmarks: {len(failed)} of {len(rows)} rows failed ({shown}); {tail}", file=sys.stderr)
+    return 0 if keep_going else 1
 
 
 if __name__ == "__main__":

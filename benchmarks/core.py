@@ -25,7 +25,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from benchmarks.timing import describe, empty_call_overhead_us, interleaved_us
+from benchmarks import help_text
+from benchmarks.stats import brief
+from benchmarks.timing import empty_call_overhead_us, interleaved_us
 
 IMAGENET = {"task": "classify", "preprocess": {"color": "RGB", "resize": "center_crop", "scale": 1 / 255,
                                                "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
@@ -54,7 +56,7 @@ def runtime_overhead(model_path: Optional[Path], config: Optional[Dict[str, Any]
     edge_us, bare_us = interleaved_us([lambda: model.infer(tensor), lambda: session.run(names, feeds)], count)
     model.close()
     edge_p50, bare_p50 = float(np.median(edge_us)), float(np.median(bare_us))
-    return {"model": model.path.name, "edge": describe(edge_us), "bare": describe(bare_us),
+    return {"model": model.path.name, "edge": brief(edge_us), "bare": brief(bare_us),
             "overhead_p50_us": edge_p50 - bare_p50, "overhead_p50_pct": 100 * (edge_p50 - bare_p50) / bare_p50,
             "paired_median_diff_us": float(np.median(edge_us - bare_us))}
 
@@ -76,7 +78,7 @@ def wrapper_cost(count: int) -> Dict[str, Any]:
     backend = NullBackend(resolve_model(None)).prepare()
     feeds = {backend.inputs[0].name: np.zeros(backend.inputs[0].shape, np.float32)}
     wrapped, bare = interleaved_us([lambda: backend.infer(feeds), lambda: backend._infer(feeds)], count)
-    return {"wrapped": describe(wrapped), "bare": describe(bare),
+    return {"wrapped": brief(wrapped), "bare": brief(bare),
             "cost_p50_us": float(np.median(wrapped) - np.median(bare))}
 
 
@@ -97,7 +99,7 @@ def preprocessing(count: int) -> List[Dict[str, Any]]:
                 return cv2.dnn.blobFromImage(frame, 1 / 255, size_wh, (0, 0, 0), swapRB=True, crop=False)
 
             ours, theirs = interleaved_us([lambda pre=pre: pre(frame), blob], count)
-            rows.append({"size": size, "resize": resize, "edge": describe(ours), "blobFromImage": describe(theirs),
+            rows.append({"size": size, "resize": resize, "edge": brief(ours), "blobFromImage": brief(theirs),
                          "ratio_p50": float(np.median(ours) / np.median(theirs))})
     return rows
 
@@ -166,7 +168,7 @@ def report(results: Dict[str, Any]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run all three measurements and print Markdown (and JSON with --json)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.core", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.core", description=help_text(__doc__))
     parser.add_argument("--count", type=int, default=300, help="samples per measurement (default 300)")
     parser.add_argument("--frames", type=int, default=300, help="frames for the camera run (default 300)")
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: ORT's choice)")

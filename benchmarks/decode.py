@@ -24,7 +24,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from benchmarks.timing import describe, sample_us
+from benchmarks import help_text
+from benchmarks.stats import brief
+from benchmarks.timing import sample_us
 
 INPUT_WH = (640, 640)
 THRESHOLD = 0.25
@@ -79,7 +81,7 @@ def decode_rows(count: int = 300) -> List[Dict[str, Any]]:
             scores = head[0, 4:] if layout == "anchor_free" else (head[0, :, 5:] * head[0, :, 4:5]).T
             candidates = int((scores.max(axis=0) > THRESHOLD).sum())
             kept = len(decoder(outputs, transform))
-            stats = describe(sample_us(lambda d=decoder, o=outputs: d(o, transform), count))
+            stats = brief(sample_us(lambda d=decoder, o=outputs: d(o, transform), count))
             rows.append({"decoder": "yolo", "layout": layout, "shape": list(head.shape), "case": case,
                          "threshold": THRESHOLD, "candidates": candidates, "kept": kept,
                          "p50_ms": stats["p50_us"] / 1e3, "p95_ms": stats["p95_us"] / 1e3, "n": stats["n"]})
@@ -100,7 +102,7 @@ def _boxes_row(count: int, transform: Any) -> Dict[str, Any]:
     decoder = build_decoder({"type": "boxes", "output": "output0", "score_threshold": THRESHOLD}, labels=None,
                             input_wh=INPUT_WH)
     outputs = {"output0": head}
-    stats = describe(sample_us(lambda: decoder(outputs, transform), count))
+    stats = brief(sample_us(lambda: decoder(outputs, transform), count))
     return {"decoder": "boxes", "layout": "end2end", "shape": list(head.shape), "case": "100 valid rows",
             "threshold": THRESHOLD, "candidates": int((head[0, :, 4] > THRESHOLD).sum()),
             "kept": len(decoder(outputs, transform)), "p50_ms": stats["p50_us"] / 1e3,
@@ -120,7 +122,7 @@ def report(rows: List[Dict[str, Any]]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Measure and print the Markdown table (and JSON with --json)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.decode", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.decode", description=help_text(__doc__))
     parser.add_argument("--count", type=int, default=300, help="timed calls per case (default 300)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)

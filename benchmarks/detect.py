@@ -28,7 +28,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from benchmarks.timing import describe, interleaved_us
+from benchmarks import help_text
+from benchmarks.stats import brief
+from benchmarks.timing import interleaved_us
 from edge.errors import EdgeError
 
 _CV2_INTERPOLATION = {"linear": "INTER_LINEAR", "nearest": "INTER_NEAREST", "area": "INTER_AREA",
@@ -154,7 +156,7 @@ def measure(model_name: Optional[str], count: int, frame_bgr: Optional[np.ndarra
         paths = build_paths(model, frame)
         found = {name: len(fn()) for name, fn in paths.items()}
         samples = interleaved_us(list(paths.values()), count)
-        stats = {name: describe(us) for name, us in zip(paths, samples)}
+        stats = {name: brief(us) for name, us in zip(paths, samples)}
         edge_us = samples[0]
         return {
             "model": model.path.name, "input_wh": list(model.config.input.size_wh),
@@ -184,7 +186,7 @@ def report(row: Dict[str, Any]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Measure and print the table (and JSON with --json)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.detect", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.detect", description=help_text(__doc__))
     parser.add_argument("--model", help="a zoo name or .onnx with a yolo decoder (default: digit_detector)")
     parser.add_argument("--count", type=int, default=300, help="interleaved rounds (default 300)")
     parser.add_argument("--threshold", type=float, help="score threshold for every path (default: the model's)")

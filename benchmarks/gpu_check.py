@@ -30,6 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from benchmarks import help_text  # noqa: E402
+from benchmarks.stats import brief  # noqa: E402
 from edge.config import InputSpec, PreprocessSpec  # noqa: E402
 from edge.cuda import available_layers, open_cuda  # noqa: E402
 from edge.cuda.gpu_preprocess import GpuPreprocessor, reference_preprocess, tolerance  # noqa: E402
@@ -64,8 +66,8 @@ def frame_for(width: int, height: int) -> np.ndarray:
 
 
 def percentiles(samples_us: List[float]) -> Dict[str, float]:
-    p50, p95 = np.percentile(samples_us, [50, 95])
-    return {"p50_us": round(float(p50), 1), "p95_us": round(float(p95), 1), "n": len(samples_us)}
+    """p50 and p95 in microseconds, rounded to 0.1, and n (benchmarks.stats.brief)."""
+    return brief(samples_us, fields=("p50", "p95"), digits=1)
 
 
 class Events:
@@ -265,7 +267,8 @@ def environment() -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/gpu_check.py", description=help_text(__doc__),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=200, help="timed iterations per case (after warm-up)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed iterations first")
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default $OUT/gpu_check.json)")

@@ -173,11 +173,9 @@ def _cold_start(row: Dict[str, Any]) -> str:
 
 
 def _memory(row: Dict[str, Any]) -> str:
-    memory = row.get("memory_mb") or {}
-    host, device = memory.get("host_peak"), memory.get("device_peak")
-    if host is None and device is None:
-        return DASH
-    return " / ".join(DASH if v is None else f"{v:.0f}" for v in (host, device))
+    """The worker's peak resident memory (device memory is not measured: see SCHEMA.md, ``memory_mb``)."""
+    host = (row.get("memory_mb") or {}).get("host_peak")
+    return DASH if host is None else f"{host:.0f}"
 
 
 def _spread(stats: Optional[Dict[str, Any]]) -> str:
@@ -232,7 +230,7 @@ def markdown(results: Dict[str, Any]) -> str:
               "std / mean, samples beyond 1.5 IQR (kept, not dropped); speed-up: baseline inference p50 / the "
               "row's; cold start: load / first inference; memory: host / device peak.", ""]
     header = ["model", "backend", "device / precision", "cold start ms", "inference p50 ms [CI]", "p95 ms",
-              "n · CV · outliers", "e2e p50 ms", "pipeline FPS", "speed-up [CI]", "peak MB", "status"]
+              "n · CV · outliers", "e2e p50 ms", "pipeline FPS", "speed-up [CI]", "host peak MB", "status"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---|" + "---:|" * 8 + "---|"]
     for row in rows:
         inference, e2e = _stats(row, "inference"), _stats(row, "e2e")
@@ -254,7 +252,7 @@ def csv_columns() -> List[str]:
     columns = ["created_utc", "model", "backend", "baseline", "status", "reason", "device", "precision",
                "input_shape", "cold_load_ms", "cold_first_inference_ms"]
     columns += [f"{layer}_{name}" for layer in LAYERS for name in STAT_COLUMNS]
-    columns += ["pipeline_fps", "host_peak_mb", "device_peak_mb", "speedup_baseline", "speedup", "speedup_ci_lo",
+    columns += ["pipeline_fps", "host_peak_mb", "speedup_baseline", "speedup", "speedup_ci_lo",
                 "speedup_ci_hi", "power_avg_mw", "mj_per_inference", "fps_per_watt", "max_temp_c", "throttled",
                 "stable"]
     return columns
@@ -270,7 +268,7 @@ def _flat(row: Dict[str, Any], created: str) -> Dict[str, Any]:
             "input_shape": "x".join(str(d) for d in row["input_shape"]) if row.get("input_shape") else None,
             "cold_load_ms": cold.get("load"), "cold_first_inference_ms": cold.get("first_inference"),
             "pipeline_fps": row.get("pipeline_fps"), "host_peak_mb": memory.get("host_peak"),
-            "device_peak_mb": memory.get("device_peak"), "speedup_baseline": speedup.get("baseline"),
+            "speedup_baseline": speedup.get("baseline"),
             "speedup": speedup.get("ratio"), "speedup_ci_lo": ci[0], "speedup_ci_hi": ci[1],
             "power_avg_mw": power.get("avg_mw"), "mj_per_inference": power.get("mj_per_inference"),
             "fps_per_watt": power.get("fps_per_watt"), "max_temp_c": power.get("max_temp_c"),

@@ -3,6 +3,9 @@ not dropped, speed-up ratios with intervals, and a convergence loop that stops w
 
 Everything here is deterministic for a given ``seed``: the bootstrap uses ``numpy.random.default_rng(seed)``.
 Percentiles use numpy's default (linear interpolation between order statistics), so ``p50`` of 1..100 is 50.5.
+This is the benchmarks' one summariser: ``summarize`` (the results' full ``stats`` object) and ``brief``
+(the small tables of benchmarks.core / decode / detect / gpu_check) both take their percentiles from
+``percentiles``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,31 @@ def _as_samples(samples_ms: Sequence[float], what: str = "samples_ms") -> np.nda
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{what} holds NaN or Inf: a timing sample must be a finite number of milliseconds")
     return values
+
+
+def percentiles(samples: Sequence[float], qs: Sequence[float]) -> List[float]:
+    """The ``qs`` percentiles (0..100) of the samples, linear interpolation; empty or non-finite input raises."""
+    return [float(v) for v in np.percentile(_as_samples(samples), list(qs))]
+
+
+def brief(samples: Sequence[float], unit: str = "us", fields: Sequence[str] = ("min", "p50", "p95", "mean"),
+          digits: Optional[int] = None) -> Dict[str, float]:
+    """A small summary keyed by unit, e.g. ``{"min_us", "p50_us", "p95_us", "mean_us", "n"}``.
+
+    ``fields``: any of ``min``, ``max``, ``mean`` and ``p<q>`` (``p50``, ``p95``, ``p99.9``); ``digits``
+    rounds the values (not ``n``).
+    """
+    values = _as_samples(samples)
+    wanted = [name for name in fields if name.startswith("p")]
+    by_name = dict(zip(wanted, percentiles(values, [float(name[1:]) for name in wanted])))
+    by_name.update(min=float(values.min()), max=float(values.max()), mean=float(values.mean()))
+    out: Dict[str, float] = {}
+    for name in fields:
+        if name not in by_name:
+            raise ValueError(f"unknown summary field {name!r}: use min, max, mean or p<percentile>")
+        out[f"{name}_{unit}"] = by_name[name] if digits is None else round(by_name[name], digits)
+    out["n"] = int(values.size)
+    return out
 
 
 def bootstrap_medians(samples_ms: Sequence[float], rng: np.random.Generator, resamples: int) -> np.ndarray:
@@ -51,14 +79,14 @@ def median_ci(samples_ms: Sequence[float], *, seed: int = 0, resamples: int = 20
     """Percentile-bootstrap interval of the median (ms): the 2.5th and 97.5th percentiles of resampled medians."""
     medians = bootstrap_medians(samples_ms, np.random.default_rng(seed), resamples)
     tail = 100 * (1 - confidence) / 2
-    lo, hi = np.percentile(medians, [tail, 100 - tail])
-    return float(lo), float(hi)
+    lo, hi = percentiles(medians, [tail, 100 - tail])
+    return lo, hi
 
 
 def tukey_outliers(samples_ms: Sequence[float], k: float = 1.5) -> int:
     """How many samples lie beyond the Tukey fences [Q1 - k IQR, Q3 + k IQR]."""
     values = _as_samples(samples_ms)
-    q1, q3 = np.percentile(values, [25, 75])
+    q1, q3 = percentiles(values, [25, 75])
     iqr = q3 - q1
     return int(np.count_nonzero((values < q1 - k * iqr) | (values > q3 + k * iqr)))
 
@@ -75,7 +103,7 @@ def summarize(samples_ms: Sequence[float], *, includes: str = "", seed: int = 0,
     ``p5`` is extra to the required fields (the plots' lower whisker).
     """
     values = _as_samples(samples_ms)
-    p5, p50, p90, p95, p99 = (float(v) for v in np.percentile(values, [5, 50, 90, 95, 99]))
+    p5, p50, p90, p95, p99 = percentiles(values, [5, 50, 90, 95, 99])
     mean = float(values.mean())
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
     stats = {
@@ -107,8 +135,8 @@ def ratio_ci(baseline_samples: Sequence[float], samples: Sequence[float], *, see
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = base_medians / other_medians
     ratios = ratios[np.isfinite(ratios)]
-    lo, hi = np.percentile(ratios, [2.5, 97.5])
-    return float(np.median(base) / np.median(other)), (float(lo), float(hi))
+    lo, hi = percentiles(ratios, [2.5, 97.5])
+    return float(np.median(base) / np.median(other)), (lo, hi)
 
 
 def intervals_overlap(a_ci: Sequence[float], b_ci: Sequence[float]) -> bool:

@@ -1,9 +1,10 @@
-"""Small, honest timing helpers: warm-up, interleaved A/B samples, percentiles in microseconds."""
+"""Small, honest timing helpers: warm-up and interleaved A/B samples in microseconds (summarise them with
+:func:`benchmarks.stats.brief`)."""
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, List, Sequence
 
 import numpy as np
 
@@ -37,13 +38,6 @@ def interleaved_us(fns: Sequence[Callable[[], object]], count: int, warmup: int 
             fn()
             samples[i] = clock() - start
     return [samples * 1e6 for samples in out]
-
-
-def describe(samples_us: np.ndarray) -> Dict[str, float]:
-    """min, p50, p95, mean in microseconds."""
-    p50, p95 = np.percentile(samples_us, [50, 95])
-    return {"min_us": float(samples_us.min()), "p50_us": float(p50), "p95_us": float(p95),
-            "mean_us": float(samples_us.mean()), "n": int(len(samples_us))}
 
 
 def empty_call_overhead_us(count: int = 20000) -> float:

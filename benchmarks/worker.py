@@ -161,7 +161,8 @@ def run_row(spec: Dict[str, Any]) -> Dict[str, Any]:
                 traceback.print_exc()
             row["reason"] = one_line(exc)
             return row
-    row["memory_mb"] = {"host_peak": peak_rss_mb(), "device_peak": getattr(model.backend, "device_peak_mb", None)}
+    # Host only: no backend here reports a peak of GPU (or Jetson nvmap) memory, so none is claimed.
+    row["memory_mb"] = {"host_peak": peak_rss_mb()}
     throttled = bool((row.get("power") or {}).get("throttled"))
     row["stable"] = run_stability(clocks_before, clock_snapshot() if jetson else None, [throttled])
     return row

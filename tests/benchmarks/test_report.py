@@ -31,7 +31,7 @@ MARKDOWN_ROWS = [
     ("baseline flagged", "onnxruntime-cpu (baseline)", "1× (baseline)"),
     ("baseline p50 with CI", "onnxruntime-cpu (baseline)", "97.5 [97.3, 97.8]"),
     ("baseline cold start", "onnxruntime-cpu (baseline)", "410 / 131"),
-    ("baseline memory, no device", "onnxruntime-cpu (baseline)", "512 / —"),
+    ("baseline memory: host only, device is not measured", "onnxruntime-cpu (baseline)", "| 512 |"),
     ("trt p50 with CI", "tensorrt |", "4.18 [4.17, 4.19]"),
     ("trt p95", "tensorrt |", "| 4.33 |"),
     ("trt spread", "tensorrt |", "200 · 1.6% · 9"),
