@@ -17,14 +17,19 @@ from edge.errors import EdgeError
 COMMANDS = ("onnx", "inspect", "verify", "engine", "deepstream", "triton")
 
 
+def _plain(doc: str) -> str:
+    """A docstring as --help shows it: reST inline literals (``x``) without their backticks."""
+    return doc.replace("``", "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with one sub-command per module in export/commands/."""
-    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m export", description=_plain(__doc__.split("\n\n")[0]))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for name in COMMANDS:
         module = importlib.import_module(f"export.commands.{name}")
-        sub = commands.add_parser(name, help=module.HELP, description=module.__doc__,
+        sub = commands.add_parser(name, help=_plain(module.HELP), description=_plain(module.__doc__ or ""),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)

@@ -252,3 +252,12 @@ def test_ultralytics_export_shows_the_derived_config(capsys, tmp_path, metadata_
             assert report["edge_config"][key] == value
     code, out, _ = _inspect(capsys, path)
     assert code == 0 and f"edge config ({status}):" in out and "edge config: none" not in out
+
+
+@pytest.mark.parametrize("command", [[], ["onnx"], ["inspect"], ["verify"], ["engine"], ["deepstream"], ["triton"]])
+def test_help_shows_no_rst_backticks(command, capsys):
+    from export.__main__ import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(command + ["--help"])
+    assert "``" not in capsys.readouterr().out
