@@ -20,13 +20,13 @@ noise floor".
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from benchmarks.report import SCHEMA_ID, fmt_ms, validate
 from benchmarks.stats import significant_change
+from edge.config import loads_json
 
 Key = Tuple[str, str]
 ENV_KEYS = ("cpu", "cores", "threads", "onnxruntime", "tensorrt", "cuda", "torch", "numpy")
@@ -163,7 +163,7 @@ def load_results(path: Path) -> Dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: cannot read it ({error}). {fix}") from None
     try:
-        results = json.loads(text)
+        results = loads_json(text)  # deep nesting is a ValueError here, not a RecursionError
     except ValueError as error:
         raise UserError(f"{path}: not JSON ({error}). {fix}") from None
     if not isinstance(results, dict) or results.get("schema") != SCHEMA_ID:

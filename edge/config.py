@@ -17,6 +17,10 @@ from edge.errors import EdgeError
 
 METADATA_KEY = "edge_config"
 VERSION = 1
+# Deepest nesting of objects/lists accepted in a config or results file: real ones use 4 levels;
+# thousands would end in a RecursionError (in the parser, deepcopy or validation) instead of a message.
+MAX_JSON_DEPTH = 32
+NESTING_FIX = "an edge config nests 4 levels at most (decoder.anchors); give the file export wrote or the README shows"
 TASKS = ("detect", "classify")
 LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32", "float16", "uint8")
@@ -271,17 +275,84 @@ def sidecar_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
 
+def _children(value: Any) -> Optional[List[Any]]:
+    if isinstance(value, Mapping):
+        return list(value.values())
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return None
+
+
+def json_depth(data: Any) -> int:
+    """How deeply lists and objects nest in ``data`` (0 for a scalar), at most MAX_JSON_DEPTH + 1.
+
+    Iterative, so any depth is measured without recursion; each container is visited once, so
+    YAML aliases that share one list many times cost nothing, and a cycle counts as too deep.
+    """
+    heights: Dict[int, int] = {}
+    on_path: set = set()
+    stack: List[Tuple[Any, bool]] = [(data, False)]
+    while stack:
+        value, finished = stack.pop()
+        children = _children(value)
+        if children is None:
+            continue
+        key = id(value)
+        if finished:
+            on_path.discard(key)
+            heights[key] = 1 + max((heights.get(id(c), 0) for c in children), default=0)
+            if heights[key] > MAX_JSON_DEPTH:
+                return MAX_JSON_DEPTH + 1
+            continue
+        if key in heights:
+            continue
+        if key in on_path or len(on_path) >= MAX_JSON_DEPTH:
+            return MAX_JSON_DEPTH + 1
+        on_path.add(key)
+        stack.append((value, True))
+        stack.extend((c, False) for c in children if id(c) not in heights)
+    return heights.get(id(data), 0)
+
+
+def check_depth(data: Any) -> Any:
+    """``data`` unchanged, or ValueError when it nests deeper than MAX_JSON_DEPTH."""
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` that raises ValueError, not RecursionError, on nesting deeper than MAX_JSON_DEPTH.
+
+    For any JSON a user can hand edge (configs, embedded configs, results files): callers that
+    already turn ``json.JSONDecodeError`` (a ValueError) into a message need no other change.
+    """
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    return check_depth(data)
+
+
 def load_json(path: Path, where: Optional[str] = None) -> Dict[str, Any]:
     """Read a JSON object from ``path`` with a one-line error on bad files."""
     where = where or str(path)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = loads_json(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EdgeError("config file not found", fix="check the path", where=where) from None
     except IsADirectoryError:
         raise EdgeError("config path is a folder", fix="give the path of a .json file", where=where) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise EdgeError("config file is not valid JSON (not UTF-8 text)", fix="give a JSON file saved as UTF-8",
+                        where=where) from None
+    except OSError as exc:
+        raise EdgeError(f"cannot read config file ({exc.strerror or exc})", fix="check the path and its permissions",
+                        where=where) from None
+    except json.JSONDecodeError as exc:
         raise EdgeError(f"config file is not valid JSON ({exc})", fix="fix the JSON syntax", where=where) from None
+    except ValueError as exc:  # nested too deeply
+        raise EdgeError(f"config file is not an edge config ({exc})", fix=NESTING_FIX, where=where) from None
     if not isinstance(data, dict):
         raise EdgeError("config file must hold a JSON object", fix="wrap the fields in { }", where=where)
     return data
@@ -298,13 +369,16 @@ def load_config_file(path: Path) -> Dict[str, Any]:
         raise EdgeError("reading a YAML config needs PyYAML", fix="pip install pyyaml, or write the config as JSON",
                         where=str(path)) from None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = check_depth(yaml.safe_load(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise EdgeError("config file not found", fix="check the path", where=str(path)) from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EdgeError(f"config file is not valid YAML ({first})", fix="fix the YAML syntax",
                         where=str(path)) from None
+    except (RecursionError, ValueError) as exc:  # nested too deeply
+        why = f"nested deeper than {MAX_JSON_DEPTH} levels" if isinstance(exc, RecursionError) else str(exc)
+        raise EdgeError(f"config file is not an edge config ({why})", fix=NESTING_FIX, where=str(path)) from None
     if not isinstance(data, dict):
         raise EdgeError("config file must hold a mapping", fix="write the fields as key: value", where=str(path))
     return data

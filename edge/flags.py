@@ -71,7 +71,10 @@ def read_labels(path: str) -> List[str]:
         with open(path, encoding="utf-8") as handle:
             labels = [line.strip() for line in handle if line.strip()]
     except OSError as exc:
-        raise EdgeError(f"cannot read labels file ({exc.strerror})", fix="check the path", where=path) from None
+        raise EdgeError(f"cannot read labels file ({exc.strerror or exc})", fix="check the path", where=path) from None
+    except UnicodeDecodeError as exc:
+        raise EdgeError(f"labels file is not UTF-8 text (byte {exc.start} cannot be decoded)",
+                        fix="give a text file with one class name per line, saved as UTF-8", where=path) from None
     if not labels:
         raise EdgeError("labels file is empty", fix="one class name per line", where=path)
     return labels

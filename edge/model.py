@@ -16,6 +16,7 @@ import numpy as np
 
 from edge.autoconfig import check_input_size, ultralytics_config
 from edge.backends import create_backend
+from edge.backends.base import check_threads
 from edge.backends.tensorrt import PLAN_SUFFIXES, plan_sidecar
 from edge.config import (
     LAYOUTS,
@@ -128,6 +129,7 @@ class Model:
                  config_file: Optional[Union[str, Path]] = None, score_threshold: Optional[float] = None,
                  backend_options: Optional[Dict[str, Any]] = None,
                  report: Optional[Callable[[str], None]] = None) -> None:
+        threads = check_threads(threads)  # before anything slow: a bad count fails at once
         self.path = resolve_model(model)
         plan = self.path.suffix.lower() in PLAN_SUFFIXES
         if plan:  # a TensorRT plan: only TensorRT reads its I/O, and its sidecar holds the config

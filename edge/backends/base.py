@@ -7,6 +7,8 @@ imported inside those hooks, never at module top.
 
 from __future__ import annotations
 
+import operator
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -16,6 +18,40 @@ import numpy as np
 from edge.cuda.base import CudaError
 from edge.errors import EdgeError
 from edge.onnxfile import TensorSpec, read_onnx
+
+#: most inference threads per CPU core: beyond this, threads only add switching and memory
+THREADS_PER_CORE_MAX = 4
+
+
+def max_threads() -> int:
+    """The largest ``threads`` accepted here: THREADS_PER_CORE_MAX per CPU core."""
+    return THREADS_PER_CORE_MAX * (os.cpu_count() or 1)
+
+
+def check_threads(threads: Any) -> Optional[int]:
+    """``threads`` as an int in 1..max_threads(), or None (the backend's choice); EdgeError otherwise.
+
+    ONNX Runtime and OpenCV start one worker thread per requested thread, so an unchecked
+    --threads 10000 starts 10,000 threads and brings the board to a halt.
+    """
+    if threads is None:
+        return None
+    highest = max_threads()
+    fix = f"pass --threads 1..{highest} ({THREADS_PER_CORE_MAX} per CPU core, {os.cpu_count() or 1} cores here), " \
+          "or leave it out for the backend's choice"
+    if isinstance(threads, bool):
+        raise EdgeError(f"threads must be a whole number, not {threads!r}", fix=fix, where="--threads")
+    try:
+        count = operator.index(threads)
+    except TypeError:
+        raise EdgeError(f"threads must be a whole number, not {threads!r}", fix=fix, where="--threads") from None
+    if count < 1:
+        raise EdgeError(f"threads {count} is outside 1..{highest}: at least one thread runs the model",
+                        fix=fix, where="--threads")
+    if count > highest:
+        raise EdgeError(f"threads {count} is outside 1..{highest}: more than {THREADS_PER_CORE_MAX} threads per "
+                        "CPU core only add switching", fix=fix, where="--threads")
+    return int(count)
 
 
 class Backend:
@@ -28,7 +64,7 @@ class Backend:
     def __init__(self, model_path: Union[str, Path], *, threads: Optional[int] = None,
                  options: Optional[Dict[str, Any]] = None) -> None:
         self.model_path = Path(model_path)
-        self.threads = threads
+        self.threads = check_threads(threads)
         self.options = dict(options or {})
         self.inputs: Tuple[TensorSpec, ...] = ()
         self.operators: Tuple[str, ...] = ()  # ONNX operator types of the graph, where known

@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple, TypeVar
 
 import numpy as np
 
+from edge.errors import EdgeError
 from edge.results import Frame
 
 # What a source's hook hands back: the BGR image, its capture time (perf_counter s), truth.
@@ -20,6 +21,12 @@ Grabbed = Tuple[np.ndarray, float, Dict[str, Any]]
 _SourceT = TypeVar("_SourceT", bound="Source")
 _ITER_WAIT_S = 0.5  # iteration waits in slices so Ctrl-C is seen promptly
 
+# Frame size bounds: 8K UHD (7680x4320, 33.2 MP) is the largest frame any camera or video here
+# delivers; a side up to 16384 px allows panoramas. Larger requests are typos or attacks that
+# would otherwise end in a traceback or the out-of-memory killer.
+MAX_FRAME_SIDE_PX = 16384
+MAX_FRAME_PIXELS = 7680 * 4320
+
 
 class Source:
     """Frames from one URI; a context manager and an iterator.
@@ -27,7 +34,8 @@ class Source:
     Attributes: uri; live (a camera or stream: newest frame only, may drop); size_wh
     (width, height) or None until known; fps (nominal) or None; ended_reason, why
     iteration stopped ("end of file", "camera lost after 5 reconnect attempts", …) or None
-    while running; dropped, frames a live source replaced before they were read.
+    while running; dropped, frames a live source replaced before they were read;
+    skipped_frames, frames that could not be decoded and were skipped (a corrupt frame in a video).
     """
 
     live = False
@@ -38,6 +46,7 @@ class Source:
         self.fps: Optional[float] = None
         self.ended_reason: Optional[str] = None
         self.dropped = 0
+        self.skipped_frames = 0
         self._next_index = 0
         self._closed = False
 
@@ -115,3 +124,38 @@ class Source:
 def now_s() -> float:
     """Capture timestamp on the perf_counter clock, seconds."""
     return time.perf_counter()
+
+
+def check_frame_size(size_wh: Tuple[int, int], where: str = "source") -> None:
+    """EdgeError when a frame size is beyond MAX_FRAME_SIDE_PX per side or MAX_FRAME_PIXELS in all."""
+    width, height = (int(v) for v in size_wh)
+    if width < 1 or height < 1 or max(width, height) > MAX_FRAME_SIDE_PX or width * height > MAX_FRAME_PIXELS:
+        raise EdgeError(
+            f"frame size {width}x{height} is outside what edge handles (1..{MAX_FRAME_SIDE_PX} px a side, "
+            f"at most {MAX_FRAME_PIXELS / 1e6:.1f} MP, 8K UHD)",
+            fix="ask for a smaller size, e.g. width=1920&height=1080",
+            where=where,
+        )
+
+
+def available_memory_bytes() -> Optional[int]:
+    """Memory the kernel says new allocations can get without swapping (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_memory(needed_bytes: int, what: str, where: str, fix: str) -> None:
+    """EdgeError before allocating when ``needed_bytes`` exceeds the memory available now."""
+    available = available_memory_bytes()
+    if available is not None and needed_bytes > available:
+        raise EdgeError(
+            f"{what} needs about {needed_bytes / 2**30:.1f} GiB of memory and {available / 2**30:.1f} GiB is available",
+            fix=fix,
+            where=where,
+        )

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from edge.cv import has_gstreamer, require_cv2
 from edge.errors import EdgeError
-from edge.sources.base import Grabbed, Source, now_s
+from edge.sources.base import Grabbed, Source, check_frame_size, now_s
 from edge.sources.uri import SourceSpec, csi_pipeline, is_jetson, redact_url, rtsp_pipeline
 
 Opener = Callable[[], Any]  # returns an object with isOpened(), read(), release(), get(), set()
@@ -24,6 +24,9 @@ Opener = Callable[[], Any]  # returns an object with isOpened(), read(), release
 DEFAULT_RECONNECT = 5
 BACKOFF_S = (0.25, 4.0)  # first wait, longest wait; doubles in between
 _JOIN_TIMEOUT_S = 3.0
+# Failed reads in a row after which a video file that declares no frame count counts as ended
+# (a corrupt frame fails once; then the decoder goes on with the next one).
+MAX_SKIPPED_IN_A_ROW = 25
 LIST_CAMERAS_FIX = "list cameras with: python -m edge.camera --list-cameras"
 NO_GSTREAMER_FIX = (
     "pip's opencv-python has no GStreamer; use JetPack's OpenCV: pip uninstall opencv-python "
@@ -32,7 +35,11 @@ NO_GSTREAMER_FIX = (
 
 
 class VideoFileSource(Source):
-    """Every frame of a video file, in order; ``loop`` replays it (0 once, N extra times, -1 forever)."""
+    """Every frame of a video file, in order; ``loop`` replays it (0 once, N extra times, -1 forever).
+
+    A frame that cannot be decoded is skipped and counted in ``skipped_frames``; iteration ends
+    only at the real end of the file.
+    """
 
     def __init__(self, path: str, loop: int = 0, uri: Optional[str] = None) -> None:
         super().__init__(uri or path)
@@ -40,13 +47,18 @@ class VideoFileSource(Source):
         self._loops_left = loop
         self._cap: Any = None  # set before opening: close() may run on a half-built source
         self._cap = self._open()
-        ok, image = self._cap.read()
-        if not ok or image is None:
+        cv2 = require_cv2()
+        count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0
+        self._frame_count = int(count) if 0 < count < 1e9 else 0  # frames in one pass, 0 when unknown
+        self._pass_frames = 0  # frames delivered or skipped in this pass
+        image = self._read_skipping()
+        if image is None:
             self._cap.release()
             raise _undecodable(path)
         self._pending: Optional[Any] = image
         self.size_wh = (int(image.shape[1]), int(image.shape[0]))
-        fps = float(self._cap.get(require_cv2().CAP_PROP_FPS) or 0.0)
+        check_frame_size(self.size_wh, where=f"source {self.uri}")
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if fps > 0 else None
 
     def _open(self) -> Any:
@@ -60,17 +72,40 @@ class VideoFileSource(Source):
     def _grab(self, timeout_s: Optional[float]) -> Optional[Grabbed]:
         image, self._pending = self._pending, None
         if image is None:
-            ok, image = self._cap.read()
-            if (not ok or image is None) and self._loops_left != 0:
+            image = self._read_skipping()
+            if image is None and self._loops_left != 0:
                 if self._loops_left > 0:  # -1 loops forever
                     self._loops_left -= 1
                 self._cap.release()
                 self._cap = self._open()
-                ok, image = self._cap.read()
-            if not ok or image is None:
+                self._pass_frames = 0
+                image = self._read_skipping()
+            if image is None:
                 self._end("end of file")
                 return None
         return image, now_s(), {}
+
+    def _read_skipping(self) -> Optional[Any]:
+        """The next decodable frame of this pass, counting undecodable ones in ``skipped_frames``.
+
+        A failed read is the end of the file only when no later read succeeds: a corrupt frame in
+        the middle fails once and the decoder goes on with the next one. Reads go on up to the frame
+        count the container declares or, when it declares none, MAX_SKIPPED_IN_A_ROW failures in a
+        row. Undecodable frames at the very end cannot be told from the end and are not counted.
+        """
+        failed = 0
+        while True:
+            ok, image = self._cap.read()
+            if ok and image is not None:
+                self._pass_frames += failed + 1
+                self.skipped_frames += failed
+                return image
+            failed += 1
+            if self._frame_count:
+                if self._pass_frames + failed >= self._frame_count:
+                    return None
+            elif failed > MAX_SKIPPED_IN_A_ROW:
+                return None
 
     def _release(self) -> None:
         if self._cap is not None:

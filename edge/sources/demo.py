@@ -24,7 +24,7 @@ import numpy as np
 from edge.cv import require_cv2
 from edge.errors import EdgeError
 from edge.samples import ASTRONAUT_FACE_XYXY, load_sample
-from edge.sources.base import Grabbed, Source, now_s
+from edge.sources.base import Grabbed, Source, check_frame_size, check_memory, now_s
 
 # Faces smaller than 1/8 of the frame's longer side are left out of the truth: letterboxed into
 # the default detector's 128x128 input they are under 16 px, below what it is made to find.
@@ -33,6 +33,10 @@ CYCLE_FRAMES = 150
 _BASE_WH = (1280, 720)  # keyframes are written for this size and scaled to the frame
 _CARD_BORDER_PX = 12
 _PAD_PX = 48  # background and noise margins that the per-frame windows slide in
+# Measured peak while a scene is built (background, float64 noise, sample scaling): ~84 bytes a
+# pixel at 4000x3000 for both scenes, plus the samples and OpenCV.
+_SCENE_BYTES_PER_PIXEL = 90
+_SCENE_BASE_BYTES = 128 * 2**20
 
 # (frame in cycle, face centre x, face centre y, face height) in pixels of a 1280x720 frame,
 # eased between keys. Two keys one frame apart make a cut (the card jumps while out of view).
@@ -201,6 +205,10 @@ class DemoSource(Source):
         super().__init__(uri)
         if scene not in SCENES:
             raise EdgeError(f"unknown demo scene '{scene}'", fix=f"use scene={' or scene='.join(SCENES)}", where=uri)
+        check_frame_size(size_wh, where=uri)
+        width, height = size_wh
+        check_memory(_SCENE_BASE_BYTES + _SCENE_BYTES_PER_PIXEL * (width + 2 * _PAD_PX) * (height + 2 * _PAD_PX),
+                     f"a {width}x{height} demo scene", uri, "ask for a smaller size, e.g. demo://?width=1280&height=720")
         if scene == "digits":
             from edge.sources.demo_digits import DigitsScene  # noqa: PLC0415 - it imports this module
 

@@ -17,6 +17,7 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import unquote
 
 from edge.errors import EdgeError
+from edge.sources.base import MAX_FRAME_SIDE_PX, check_frame_size
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SCHEMES = ("v4l2", "csi", "rtsp", "rtsps", "http", "https", "file", "gst", "demo")
@@ -117,6 +118,9 @@ def parse_source(uri: Union[str, int], options: Optional[Mapping[str, object]] =
     if kind in ("rtsp", "http"):
         target, merged = _keep_url_query(str(target), merged)
     _check_options(kind, merged, text)
+    for width_key, height_key in (("width", "height"), ("output_width", "output_height")):
+        if width_key in merged and height_key in merged:
+            check_frame_size((int(merged[width_key]), int(merged[height_key])), where=text)
     return SourceSpec(kind, target, merged, text)
 
 
@@ -243,9 +247,12 @@ def _check_options(kind: str, options: Dict[str, str], text: str) -> None:
 
 def _value_problem(check: str, value: str) -> Optional[str]:
     """What ``value`` should have been for ``check``, or None when it is fine."""
-    if check in ("size", "count", "loop"):
-        lowest = {"size": 1, "count": 0, "loop": -1}[check]
-        ok = re.fullmatch(r"-?\d+", value) is not None and int(value) >= lowest
+    if check == "size":
+        ok = re.fullmatch(r"\d{1,6}", value) is not None and 1 <= int(value) <= MAX_FRAME_SIDE_PX
+        return None if ok else f"an integer 1..{MAX_FRAME_SIDE_PX} (pixels)"
+    if check in ("count", "loop"):
+        lowest = {"count": 0, "loop": -1}[check]
+        ok = re.fullmatch(r"-?\d{1,18}", value) is not None and int(value) >= lowest
         return None if ok else f"an integer >= {lowest}"
     if check == "fps":
         ok = re.fullmatch(r"\d+(\.\d*)?", value) is not None and float(value) > 0

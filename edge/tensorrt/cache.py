@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from edge.autoconfig import model_config
+from edge.config import loads_json
 from edge.files import write_atomic
 from edge.onnxfile import read_onnx
 from edge.settings import cache_dir
@@ -376,7 +377,7 @@ def build_provenance(onnx_path: Path, key: EngineKey, options: Any, result: Any,
 def read_sidecar(path: Path) -> Optional[Dict[str, Any]]:
     """The sidecar as a dict, or None when it is missing, unreadable or not an object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     return data if isinstance(data, dict) else None

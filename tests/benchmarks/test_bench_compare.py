@@ -181,3 +181,15 @@ def test_noise_floor_between_runs():
     clearly = compare_results(a, run(10.5, 10.49, 10.51))[0]  # +5 %
     assert clearly["change"] == "regression" and clearly["significant"]
     assert compare_results(a, run(10.2, 10.19, 10.21), min_change=0.0)[0]["change"] == "regression"
+
+
+def test_deeply_nested_results_file_is_one_line(tmp_path):
+    """100,000 nested lists gave a RecursionError traceback."""
+    from benchmarks.compare import load_results
+
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(Exception) as error:
+        load_results(path)
+    assert not isinstance(error.value, RecursionError)
+    assert "not JSON" in str(error.value) and "Fix:" in str(error.value)

@@ -144,3 +144,40 @@ def test_onnxruntime_run_failure_is_one_line(tmp_path):
     message = str(error.value)
     assert "ONNX Runtime failed to run the model on image [1, 3, 40, 40]" in message
     assert "stride" in message and "\n" not in message
+
+
+# issue 9 item 8: --threads 10000 started 10,002 threads; 0 and -3 were accepted silently
+@pytest.mark.parametrize("threads, message", [
+    (10000, "threads 10000 is outside 1..{max}: more than 4 threads per CPU core only add switching"),
+    ("max+1", "threads {over} is outside 1..{max}"),
+    (0, "threads 0 is outside 1..{max}: at least one thread runs the model"),
+    (-3, "threads -3 is outside 1..{max}: at least one thread runs the model"),
+    ("a", "threads must be a whole number, not 'a'"),
+    ("4", "threads must be a whole number, not '4'"),
+    (2.5, "threads must be a whole number, not 2.5"),
+    (True, "threads must be a whole number, not True"),
+])
+def test_bad_thread_counts_are_one_line_errors(face_model_path, threads, message):
+    from edge.backends.base import check_threads, max_threads
+
+    highest = max_threads()
+    threads = highest + 1 if threads == "max+1" else threads
+    expected = message.format(max=highest, over=highest + 1)
+    for attempt in (lambda: check_threads(threads),
+                    lambda: create_backend(face_model_path, "onnxruntime-cpu", threads=threads),
+                    lambda: create_backend(face_model_path, "auto", threads=threads)):
+        with pytest.raises(EdgeError) as excinfo:
+            attempt()
+        text = str(excinfo.value)
+        assert text.startswith("--threads | ") and expected in text and "\n" not in text
+        assert f"Fix: pass --threads 1..{highest} (4 per CPU core" in text
+
+
+@pytest.mark.parametrize("threads, expected", [(None, None), (1, 1), (np.int64(2), 2), ("max", "max")])
+def test_good_thread_counts_pass(threads, expected):
+    from edge.backends.base import check_threads, max_threads
+
+    if threads == "max":
+        threads = expected = max_threads()
+    assert check_threads(threads) == expected
+    assert max_threads() == 4 * (__import__("os").cpu_count() or 1)

@@ -350,6 +350,10 @@ def test_presets_merge_into_a_valid_config(preset, pixels, expected):
         (b"\xff\xfe{}", ["config file is not valid JSON"]),
         ("[1, 2]", ["config file must hold a JSON object", "wrap the fields in { }"]),
         ('"detect"', ["config file must hold a JSON object"]),
+        # issue 9 item 11: these were RecursionError tracebacks (json.loads, then deepcopy in merge)
+        ("[" * 100000 + "]" * 100000, ["config file is not an edge config (nested deeper than 32 levels)"]),
+        ('{"a": ' * 500 + "1" + "}" * 500, ["nested deeper than 32 levels", "nests 4 levels at most"]),
+        ('{"decoder": ' * 33 + "{}" + "}" * 33, ["nested deeper than 32 levels"]),
         ("folder", []),
     ],
 )
@@ -411,3 +415,81 @@ def test_missing_dependency_is_an_edge_error():
     assert isinstance(error, EdgeError) and error.module == "tensorrt"
     assert str(error) == ("the TensorRT backend needs the Python module 'tensorrt', which is not installed. "
                           "Fix: install JetPack.")
+
+
+def _lists(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _cycle() -> Any:
+    value: list = []
+    value.append(value)
+    return value
+
+
+def _shared_bomb() -> Any:
+    """Nine levels of nine references to one list: 9**9 paths, 10 containers (a YAML alias bomb)."""
+    value: Any = [1] * 9
+    for _ in range(9):
+        value = [value] * 9
+    return value
+
+
+@pytest.mark.parametrize("data, depth", [
+    (1, 0), ("text", 0), ([], 1), ({}, 1), ({"a": [1, {"b": 2}]}, 3), ([[]] * 3, 2),
+    (_lists(32), 32), (_lists(33), 33), (_lists(100000), 33),  # counting stops past the limit
+    (_cycle(), 33), (_shared_bomb(), 10),
+])
+def test_json_depth(data, depth):
+    from edge.config import json_depth
+
+    assert json_depth(data) == depth
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[" * 32 + "]" * 32, None),
+    ("[" * 33 + "]" * 33, "nested deeper than 32 levels"),
+    ("[" * 100000 + "]" * 100000, "nested deeper than 32 levels"),  # RecursionError inside json.loads
+    ("{", "Expecting property name"),
+])
+def test_loads_json_raises_value_error_not_recursion_error(text, expected):
+    from edge.config import loads_json
+
+    if expected is None:
+        assert isinstance(loads_json(text), list)
+        return
+    with pytest.raises(ValueError, match=expected):
+        loads_json(text)
+
+
+# issue 9 item 11: random bytes as --labels were a UnicodeDecodeError traceback
+@pytest.mark.parametrize("content, needles", [
+    (bytes(range(128, 256)), ["labels file is not UTF-8 text (byte 0 cannot be decoded)", "saved as UTF-8"]),
+    (b"cat\ndog\n\xff\xfe\n", ["labels file is not UTF-8 text (byte 8 cannot be decoded)"]),
+    (b"", ["labels file is empty"]),
+    (b"\n \n", ["labels file is empty"]),
+    (None, ["cannot read labels file (No such file or directory)"]),
+    ("folder", ["cannot read labels file (Is a directory)"]),
+])
+def test_read_labels_errors_are_one_line(tmp_path: Path, content, needles):
+    from edge.flags import read_labels
+
+    path = tmp_path / "labels.txt"
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(EdgeError) as info:
+        read_labels(str(path))
+    assert_one_line(info.value, f"{path} | ", *needles)
+
+
+def test_read_labels_reads_names(tmp_path: Path):
+    from edge.flags import read_labels
+
+    path = tmp_path / "labels.txt"
+    path.write_text("cat\n\n dog \nchat noir\n", encoding="utf-8")
+    assert read_labels(str(path)) == ["cat", "dog", "chat noir"]

@@ -187,3 +187,45 @@ def test_truncated_face_model(tmp_path, face_model_path):
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+# issue 9 items 8 and 12: a bad thread count fails at once, before the model loads; "a" was a traceback
+@pytest.mark.parametrize("threads, expected", [
+    (10000, "threads 10000 is outside 1.."),
+    (0, "threads 0 is outside 1.."),
+    (-3, "threads -3 is outside 1.."),
+    ("a", "threads must be a whole number, not 'a'"),
+])
+def test_bad_thread_count_is_refused_before_loading(tmp_path, face_model_path, threads, expected):
+    for model in (face_model_path, tmp_path / "missing.onnx"):  # checked first: no model is read
+        with pytest.raises(EdgeError, match=expected) as excinfo:
+            load_model(model, threads=threads)
+        assert "Fix: pass --threads 1.." in str(excinfo.value)
+
+
+def _nested(depth: int) -> str:
+    return '{"decoder": ' * depth + "{}" + "}" * depth
+
+
+# issue 9 item 11: deep nesting in an embedded config, a sidecar or a --config file was a RecursionError
+@pytest.mark.parametrize("where", ["embedded", "sidecar", "config_file", "config_file_yaml"])
+@pytest.mark.parametrize("depth", [40, 5000, 200000])
+def test_deeply_nested_config_is_a_one_line_error(tmp_path, colour_model_path, where, depth):
+    from edge.onnxfile import load_onnx, save_atomic, write_metadata
+
+    model_path, config_file = colour_model_path, None
+    if where == "embedded":
+        model = load_onnx(colour_model_path)
+        write_metadata(model, {"edge_config": _nested(depth)})
+        model_path = tmp_path / "nested.onnx"
+        save_atomic(model, model_path)
+    elif where == "sidecar":
+        model_path.with_suffix(".json").write_text(_nested(depth), encoding="utf-8")
+    else:
+        if where == "config_file_yaml":
+            pytest.importorskip("yaml")
+        config_file = tmp_path / ("c.yaml" if where == "config_file_yaml" else "c.json")
+        config_file.write_text(_nested(depth), encoding="utf-8")  # JSON is YAML too
+    with pytest.raises(EdgeError, match="nested deeper than 32 levels") as excinfo:
+        Model(model_path, config_file=config_file)
+    assert "Fix: " in str(excinfo.value) and "\n" not in str(excinfo.value)

@@ -13,7 +13,7 @@ import pytest
 from edge.cv import has_gstreamer, require_cv2
 from edge.errors import EdgeError
 from edge.sources import open_source
-from edge.sources.capture import LiveCaptureSource
+from edge.sources.capture import LiveCaptureSource, VideoFileSource
 from edge.sources.uri import is_jetson
 
 cv2 = require_cv2("the capture tests")
@@ -74,6 +74,81 @@ def test_unreadable_video_fails_at_open(tmp_path: Path, content: bytes) -> None:
     path.write_bytes(content)
     with pytest.raises(EdgeError, match="cannot decode video .*broken.mp4.*ffprobe"):
         open_source(str(path))
+
+
+def write_corrupt_avi(path: Path, frame_count: int, corrupt: Sequence[int]) -> None:
+    """An MJPG .avi like write_video's whose frames in ``corrupt`` have their JPEG bytes zeroed.
+
+    OpenCV fails to decode each of those once and then goes on with the next frame.
+    """
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, SIZE_WH)
+    assert writer.isOpened()
+    bar_w = SIZE_WH[0] // BITS
+    for index in range(frame_count):
+        image = np.zeros((SIZE_WH[1], SIZE_WH[0], 3), np.uint8)
+        for bit in range(BITS):
+            if index >> bit & 1:
+                image[:, bit * bar_w : (bit + 1) * bar_w] = 255
+        writer.write(image)
+    writer.release()
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 3) if data[i : i + 3] == b"\xff\xd8\xff"]  # JPEG SOI
+    assert len(starts) == frame_count
+    for index in corrupt:
+        end = starts[index + 1] - 8 if index + 1 < frame_count else len(data) - 64
+        data[starts[index] : end] = bytes(end - starts[index])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("frame_count", "corrupt", "loop", "declared_count", "expected", "skipped"),
+    [
+        (12, [], 0, True, list(range(12)), 0),
+        (60, [20], 0, True, [i for i in range(60) if i != 20], 1),  # issue 9 item 5: ended after 20
+        (12, [0], 0, True, list(range(1, 12)), 1),  # the first frame, read while opening
+        (12, [3, 4, 5, 9], 0, True, [0, 1, 2, 6, 7, 8, 10, 11], 4),
+        (12, [11], 0, True, list(range(11)), 0),  # the last: cannot be told from the end
+        (8, [2], 1, True, [0, 1, 3, 4, 5, 6, 7] * 2, 2),
+        (12, [5, 6], 0, False, [0, 1, 2, 3, 4, 7, 8, 9, 10, 11], 2),  # container declares no frame count
+    ],
+)
+def test_video_file_skips_undecodable_frames_and_counts_them(
+    tmp_path: Path, monkeypatch, frame_count: int, corrupt, loop: int, declared_count: bool, expected, skipped: int
+) -> None:
+    path = tmp_path / "clip.avi"
+    write_corrupt_avi(path, frame_count, corrupt)
+    if not declared_count:
+        real_open = VideoFileSource._open
+
+        def open_without_count(self):
+            return CountlessCapture(real_open(self))
+
+        monkeypatch.setattr(VideoFileSource, "_open", open_without_count)
+    with open_source(str(path), loop=loop) as source:
+        assert source.skipped_frames == (1 if corrupt[:1] == [0] else 0)
+        frames = list(source)
+        assert (source.ended_reason, source.skipped_frames) == ("end of file", skipped)
+    assert [read_index(frame.image) for frame in frames] == expected
+    assert [frame.index for frame in frames] == list(range(len(expected)))
+
+
+class CountlessCapture:
+    """A real VideoCapture that reports no frame count, as some containers and streams do."""
+
+    def __init__(self, cap) -> None:
+        self._cap = cap
+
+    def get(self, prop: int) -> float:
+        return 0.0 if prop == cv2.CAP_PROP_FRAME_COUNT else self._cap.get(prop)
+
+    def __getattr__(self, name: str):
+        return getattr(self._cap, name)
+
+
+def test_a_source_that_never_skips_reports_zero() -> None:
+    with open_source("demo://?frames=2&width=64&height=48") as source:
+        assert [frame.index for frame in source] == [0, 1]
+        assert source.skipped_frames == 0
 
 
 class FakeCamera:

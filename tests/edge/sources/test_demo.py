@@ -93,3 +93,32 @@ def test_frames_option_ends_the_demo(uri: str, shape, count: int) -> None:
         assert source.size_wh == (shape[1], shape[0])
     assert len(frames) == count
     assert all(frame.image.shape == shape for frame in frames)
+
+
+@pytest.mark.parametrize(
+    ("size_wh", "available_gib", "message"),
+    [
+        ((20000, 20000), None, "frame size 20000x20000 is outside what edge handles"),  # issue 9 item 10
+        ((100000, 100000), None, "1..16384 px a side"),
+        ((7680, 4320), 0.5, "a 7680x4320 demo scene needs about 3.0 GiB of memory and 0.5 GiB is available"),
+        ((1920, 1080), 0.1, "needs about 0.3 GiB"),
+    ],
+)
+def test_demo_size_and_memory_are_bounded_before_allocating(monkeypatch, size_wh, available_gib, message) -> None:
+    import edge.sources.base as base
+    from edge.errors import EdgeError
+    from edge.sources.demo import DemoSource
+
+    available = None if available_gib is None else int(available_gib * 2**30)
+    monkeypatch.setattr(base, "available_memory_bytes", lambda: available)
+    with pytest.raises(EdgeError, match="Fix: ask for a smaller size") as caught:
+        DemoSource(size_wh=size_wh)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_demo_that_fits_in_memory_runs(monkeypatch) -> None:
+    import edge.sources.base as base
+
+    monkeypatch.setattr(base, "available_memory_bytes", lambda: 2**30)
+    with open_source("demo://?width=320&height=240&frames=1") as source:
+        assert [frame.image.shape for frame in source] == [(240, 320, 3)]
