@@ -2,18 +2,32 @@
 
 With no arguments it runs the built-in face detector on the first camera it finds, or on
 ``demo://`` (a moving scene made from the shipped samples) when there is none, and says which.
-User mistakes print one line with the fix and exit 2; Ctrl-C stops cleanly with a summary.
+User mistakes print one line with the fix and exit 2; an output that cannot be written (disk
+full) stops the run with one line and exit 1; Ctrl-C or SIGTERM stops cleanly with a summary
+(exit 130) at any moment, from the first instruction to the last.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 _STARTED_S = time.perf_counter()
+
+
+def _exit_now(signum: int, frame: Any) -> None:
+    """Signals before main() has installed its handler: nothing is open yet, so leave at once."""
+    os.write(2, b"stopped (Ctrl-C or SIGTERM)\n")
+    os._exit(130)
+
+
+if __name__ == "__main__":  # the app, not an import: signals work from the first instruction
+    signal.signal(signal.SIGINT, _exit_now)
+    signal.signal(signal.SIGTERM, _exit_now)
 
 from edge.errors import EdgeError  # noqa: E402 - the start time is taken before the imports
 from edge.flags import add_model_fact_arguments, config_overrides  # noqa: E402
@@ -47,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="detectors: give each detection a track id that persists across frames (ByteTrack-style)")
     run.add_argument("--output", action="append", default=[], metavar="SPEC",
                      help="where results go; repeat for several (see below)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace existing .jsonl and video outputs (without it they are refused, never emptied)")
     run.add_argument("--headless", action="store_true", help="no window, even where a display exists")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     run.add_argument("--quiet", action="store_true", help="only errors and the summary")
@@ -100,20 +116,31 @@ def _tracker(model: Any, enabled: bool) -> Any:
     return Tracker.for_model(model)
 
 
-def run(args: argparse.Namespace, say: Any) -> int:
-    """Open model, source and sinks, run the pipeline, print the summary."""
+def _check_source(source_uri: str) -> None:
+    """Refuse a source that cannot work here before the model loads (a bad URI, csi:// off a Jetson)."""
+    from edge.sources import parse_source
+
+    spec = parse_source(source_uri)
+    if spec.kind == "csi":
+        from edge.sources import capture
+
+        require_csi = getattr(capture, "_require_csi", None)
+        if require_csi is not None:
+            require_csi(source_uri)
+
+
+def run(args: argparse.Namespace, say: Any, signals: Optional["_Signals"] = None) -> int:
+    """Check every input and output, open model, source and sinks, run the pipeline, print the summary."""
     from edge.model import Model
     from edge.overlay import Annotator
     from edge.pipeline import Pipeline
-    from edge.sinks import close_sinks, open_sinks
-    from edge.sources import default_camera, open_source, parse_source
+    from edge.sinks import OutputWriteError, close_sinks, open_sinks
+    from edge.sources import default_camera, open_source
 
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgeError(f"--max-frames must be at least 1, got {args.max_frames}", fix="omit it to run until stopped",
                         where="--max-frames")
     if args.summary_json:
-        import os
-
         folder = os.path.dirname(os.path.abspath(args.summary_json))
         if not os.path.isdir(folder):
             raise EdgeError("folder for the summary does not exist", fix=f"mkdir -p {folder}", where="--summary-json")
@@ -122,8 +149,9 @@ def run(args: argparse.Namespace, say: Any) -> int:
         source_uri = default_camera()
         say(f"source: camera {source_uri}" if source_uri else "source: no camera found, running on demo://")
         source_uri = source_uri or "demo://"
-    parse_source(source_uri)  # a bad URI fails before the model loads
-    close_sinks(open_sinks(args.output, headless=True, fps=None))  # so do bad --output paths (no window yet)
+    _check_source(source_uri)  # a bad URI fails before the model loads
+    # So do bad, duplicated or existing --output paths; sinks create their files on the first frame only.
+    close_sinks(open_sinks(args.output, headless=args.headless, fps=None, overwrite=args.overwrite))
     report = None if args.quiet else say
     backend_options = {"report": say if not args.quiet else (lambda line: None)}
     if args.precision:
@@ -133,28 +161,116 @@ def run(args: argparse.Namespace, say: Any) -> int:
     with Model(args.model, backend=args.backend, threads=args.threads, config=config_overrides(args),
                config_file=args.config, score_threshold=args.threshold, backend_options=backend_options,
                report=report) as model:
+        if signals is not None:
+            signals.check()
         if not args.quiet:
             say(f"model: {model.describe()}")
         tracker = _tracker(model, args.track)
         if tracker is not None and not args.quiet:
             say(f"tracking: {tracker!r}")
         with open_source(source_uri) as source:
-            sinks = open_sinks(args.output, headless=args.headless, fps=getattr(source, "fps", None))
+            sinks = open_sinks(args.output, headless=args.headless, fps=getattr(source, "fps", None),
+                               overwrite=args.overwrite)
             if not args.quiet:
                 outputs = ", ".join(type(s).__name__ for s in sinks) or "none (add --output)"
                 say(f"source: {source_uri}; outputs: {outputs}")
+            status = StatusLine() if not args.quiet and _stderr_is_terminal() else None
             pipeline = Pipeline(model, source, sinks, annotator=Annotator(), tracker=tracker,
-                                max_frames=args.max_frames, started_s=_STARTED_S)
-            interrupted = False
+                                max_frames=args.max_frames, started_s=_STARTED_S,
+                                progress=status.update if status is not None else None)
+            failure: Optional[EdgeError] = None
             try:
+                if signals is not None:
+                    signals.attach(pipeline)
                 pipeline.run()
             except KeyboardInterrupt:
-                interrupted = True
-                _ignore_further_interrupts()  # a second Ctrl-C must not cut the summary and the clean-up short
+                pipeline.summary.interrupted = True
+                if signals is not None:
+                    signals.acknowledge()
+            except OutputWriteError as exc:
+                failure = exc
+            finally:
+                if signals is not None:
+                    signals.attach(None)
+                if pipeline.summary.interrupted or failure is not None:
+                    _ignore_further_interrupts()  # a second Ctrl-C must not cut the summary and the clean-up short
+                if status is not None:
+                    status.clear()
             say(pipeline.summary.text(source_uri))
+            hint = _nothing_found_hint(model, pipeline.summary, args.model)
+            if hint:
+                say(hint)
             if args.summary_json:
                 write_summary(args.summary_json, pipeline.summary.to_dict(), source_uri, model.describe())
-    return 130 if interrupted else 0
+            if failure is not None:
+                raise failure
+    return 130 if pipeline.summary.interrupted else 0
+
+
+def _nothing_found_hint(model: Any, summary: Any, model_arg: Optional[str]) -> Optional[str]:
+    """Why a detector may have found nothing in any frame (None when it found something)."""
+    if getattr(model, "task", None) != "detect" or summary.frames == 0 or summary.detections:
+        return None
+    from edge.zoo import DEFAULT_MODEL
+
+    why = "no detections in any frame"
+    if model_arg in (None, DEFAULT_MODEL):
+        return (f"{why}: the default model ({DEFAULT_MODEL}) finds faces within about 2 m of the camera, "
+                "filling roughly a tenth of the frame or more; for other objects or farther faces give --model "
+                "a detector trained for them, or try a lower --threshold")
+    return f"{why}: check that the scene holds what this model was trained on, or try a lower --threshold"
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class StatusLine:
+    """A live one-line status on a terminal: FPS, frames, detections, dropped frames, at most twice a second."""
+
+    def __init__(self, stream: Any = None, every_s: float = 0.5) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.every_s = every_s
+        self._last_s = 0.0
+        self._shown = False
+        self._first: Optional[Tuple[float, int]] = None
+
+    def line(self, summary: Any, fps: Optional[float]) -> str:
+        """The status text for a summary in progress (fps None: not measured yet)."""
+        dropped = int(getattr(summary, "dropped", 0) or 0)
+        parts = [f"{summary.frames} frames"] + ([f"{fps:.1f} FPS"] if fps is not None else [])
+        parts.append(f"{summary.detections} detections")
+        if dropped:
+            parts.append(f"{dropped} dropped")
+        return ", ".join(parts) + " (Ctrl-C stops)"
+
+    def update(self, summary: Any) -> None:
+        """Redraw the line when due (called after every frame); FPS over the frames since the first update."""
+        now = time.perf_counter()
+        if self._shown and now - self._last_s < self.every_s:
+            return
+        if not self._shown and self._first is None:
+            self._first = (now, summary.frames)
+        since_s, since_frames = self._first
+        fps = (summary.frames - since_frames) / (now - since_s) if summary.frames > since_frames else None
+        self._last_s, self._shown = now, True
+        self._write("\r\033[K" + self.line(summary, fps))
+
+    def clear(self) -> None:
+        """Erase the line before the summary."""
+        if self._shown:
+            self._write("\r\033[K")
+            self._shown = False
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # the terminal went away: the status line is a courtesy
 
 
 def write_summary(path: str, summary: Dict[str, Any], source: str, model: str) -> None:
@@ -171,16 +287,92 @@ def write_summary(path: str, summary: Dict[str, Any], source: str, model: str) -
                         where=path) from None
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def _ignore_further_interrupts() -> None:
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     except ValueError:  # not the main thread (embedded use)
         pass
+
+
+class _Signals:
+    """SIGINT/SIGTERM for the whole run, from the first instruction to the last.
+
+    The first signal during the pipeline stops it between two frames (every output keeps the same
+    frames). Elsewhere a signal raises KeyboardInterrupt and is remembered: C code that swallows the
+    exception (a native module's init, a probe) cannot make the run go on, because ``check()`` and
+    ``attach()`` raise it again. A watchdog thread, woken through the signal wake-up fd, ends the process
+    when a signal is not acknowledged within ``grace_s`` (the main thread stuck in C code that never
+    returns to Python, such as opening a FIFO nobody writes to); no output file exists before the
+    pipeline starts, so nothing is lost.
+    """
+
+    def __init__(self, grace_s: float = 2.0) -> None:
+        self.pipeline: Any = None
+        self.grace_s = grace_s
+        self.requested = False
+        self._handled = 0
+        self._acknowledged = 0
+        self._received = 0
+
+    def install(self) -> None:
+        """Install the handlers and the watchdog (main thread only; a no-op elsewhere)."""
+        try:
+            signal.signal(signal.SIGINT, self.handle)
+            signal.signal(signal.SIGTERM, self.handle)
+        except ValueError:  # not the main thread (embedded use): keep the defaults
+            return
+        import threading
+
+        try:
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(write_fd, False)
+            signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        except (AttributeError, OSError, ValueError):  # Windows: no watchdog, the handlers alone
+            return
+        threading.Thread(target=self._watch, args=(read_fd,), name="edge-signals", daemon=True).start()
+
+    def handle(self, signum: int, frame: Any) -> None:
+        """The Python-level handler: runs in the main thread between two bytecodes."""
+        self._handled += 1
+        pipeline = self.pipeline
+        if pipeline is not None and self._handled == 1:
+            pipeline.interrupt()
+            self.acknowledge()
+            return
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def acknowledge(self) -> None:
+        """The main thread has taken the stop in hand (the watchdog stands down)."""
+        self._acknowledged = max(self._acknowledged, self._handled)
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt when a signal came and was swallowed on the way."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def attach(self, pipeline: Any) -> None:
+        """Route the next signal to ``pipeline.interrupt()``; None detaches."""
+        if pipeline is not None:
+            self.check()
+        self.pipeline = pipeline
+
+    def _watch(self, read_fd: int) -> None:
+        while True:
+            try:
+                received = len(os.read(read_fd, 64))
+            except OSError:
+                return
+            if not received:
+                return
+            self._received += received
+            deadline = time.perf_counter() + self.grace_s
+            while self._acknowledged < self._received and time.perf_counter() < deadline:
+                time.sleep(0.05)
+            if self._acknowledged < self._received:  # stuck outside Python, or the interrupt was swallowed
+                os.write(2, b"stopped (Ctrl-C or SIGTERM) while busy outside Python\n")
+                os._exit(130)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -190,10 +382,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    try:
-        signal.signal(signal.SIGTERM, _sigterm)
-    except ValueError:  # not the main thread (embedded use): keep the default
-        pass
+    signals = _Signals()
+    signals.install()
     try:
         if args.list_cameras:
             return _list_cameras(say)
@@ -201,13 +391,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _list_backends(say)
         if args.list_models:
             return _list_models(say)
-        return run(args, say)
+        return run(args, say, signals)
     except EdgeError as exc:
         say(f"error: {exc}")
-        return 2
+        return int(getattr(exc, "exit_code", 2))  # 1 for an output that failed during the run
     except KeyboardInterrupt:
+        signals.acknowledge()
         say("stopped (Ctrl-C or SIGTERM)")
         return 130
+    finally:
+        _discard_unwritable_stdout()
+
+
+def _discard_unwritable_stdout() -> None:
+    """Stdout that cannot take what is buffered (a full disk, a closed pipe) must not print a traceback at exit."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 if __name__ == "__main__":

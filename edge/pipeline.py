@@ -6,8 +6,12 @@ thread draws and writes the sinks. Numpy, OpenCV and the backends release the GI
 stages run concurrently and throughput approaches 1 / (slowest stage). Every stage is timed
 on every frame.
 
-Stopping (end of input, frame limit, Ctrl-C, lost camera, a closed window) always goes
-through the same path: threads stopped, sinks closed (files finalised), summary returned.
+Stopping (end of input, frame limit, Ctrl-C, lost camera, a closed window, a failed output)
+always goes through the same path: threads stopped, sinks closed (files finalised), summary
+returned. ``interrupt()`` (what the camera app's SIGINT/SIGTERM handler calls) stops between
+two frames, never in the middle of one, so every output of a run holds the same frames; an
+output that cannot be written (disk full) stops the run with ``OutputWriteError`` and the
+summary's ``outputs`` says how many frames each file really holds.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from edge.sinks import close_sinks
+from edge.sinks import OutputWriteError, close_sinks
 from edge.stats import STAGES, StageTimes, peak_rss_mb
 
 _END = object()
@@ -37,7 +41,14 @@ class RunSummary:
     #: across processes, which lets a benchmark measure spawn-to-first-result)
     first_result_at_s: Optional[float] = None
     dropped: int = 0
+    #: detections (or classifications) reported over all frames
+    detections: int = 0
     peak_rss_mb: Optional[float] = None
+    #: what each output really holds after the run, e.g. {"out.mp4": 120}
+    outputs: Dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+    #: frames of a video file that could not be decoded and were skipped (Source.skipped_frames)
+    skipped_frames: int = 0
     times: StageTimes = field(default_factory=StageTimes)
 
     @property
@@ -53,7 +64,9 @@ class RunSummary:
             if pcts:
                 stages[name] = {"p50_ms": round(pcts[0], 4), "p95_ms": round(pcts[1], 4)}
         return {"frames": self.frames, "elapsed_s": round(self.elapsed_s, 4), "fps": round(self.fps, 3),
-                "ended": self.ended, "dropped": self.dropped, "first_result_s": self.first_result_s,
+                "ended": self.ended, "dropped": self.dropped, "skipped_frames": self.skipped_frames,
+                "detections": self.detections,
+                "outputs": dict(self.outputs), "first_result_s": self.first_result_s,
                 "peak_rss_mb": self.peak_rss_mb,
                 "first_result_at_perf_counter_s": self.first_result_at_s, "stages": stages,
                 "slowest_stage": self.times.slowest_stage()}
@@ -63,12 +76,17 @@ class RunSummary:
         head = f"summary: {self.frames} frames in {self.elapsed_s:.2f} s, {self.fps:.1f} FPS"
         extras = [f"source {source}"] if source else []
         extras.append(f"ended: {self.ended}")
+        if self.skipped_frames:
+            extras.append(f"{self.skipped_frames} undecodable frame{'s' if self.skipped_frames != 1 else ''} skipped")
         if self.dropped:
             extras.append(f"{self.dropped} live frames replaced before use")
         if self.first_result_s is not None:
             extras.append(f"first result after {self.first_result_s:.2f} s")
         if self.peak_rss_mb is not None:
             extras.append(f"peak memory {self.peak_rss_mb:.0f} MB")
+        if self.outputs:
+            held = ", ".join(f"{name}: {count} frames" for name, count in self.outputs.items())
+            extras.append(f"outputs hold {held}")
         return head + " (" + "; ".join(extras) + ")\n" + self.times.table()
 
 
@@ -114,17 +132,21 @@ class Pipeline:
 
     annotator: draws results for the sinks that show pixels (``edge.overlay.Annotator``), or None.
     tracker: an ``edge.Tracker`` that gives detections track ids (a timed "track" stage), or None.
+    progress: called with the RunSummary after every delivered frame (e.g. a live status line), or None.
     """
 
     def __init__(self, model: Any, source: Any, sinks: Sequence[Any], *, annotator: Any = None,
                  tracker: Any = None, max_frames: Optional[int] = None,
-                 started_s: Optional[float] = None) -> None:
+                 started_s: Optional[float] = None,
+                 progress: Optional[Callable[[RunSummary], None]] = None) -> None:
         self.model = model
         self.source = source
         self.sinks = list(sinks)
         self.annotator = annotator
         self.tracker = tracker
         self.max_frames = max_frames
+        self.progress = progress
+        self._interrupted = False
         self.started_s = started_s if started_s is not None else time.perf_counter()
         self._stop = threading.Event()
         self._captured: "queue.Queue[Any]" = queue.Queue(maxsize=2)
@@ -137,6 +159,11 @@ class Pipeline:
 
     def stop(self) -> None:
         """Ask the run to finish after the frame in hand (thread-safe)."""
+        self._stop.set()
+
+    def interrupt(self) -> None:
+        """Like stop(), and the summary says the run was interrupted (safe in a signal handler)."""
+        self._interrupted = True
         self._stop.set()
 
     # ------------------------------------------------------------- threads
@@ -184,24 +211,34 @@ class Pipeline:
         try:
             for worker in workers:
                 worker.start()
-            while True:
+            while not self._interrupted:
                 item = _get(self._results, self._stop, workers)
                 if item is _END:
                     break
+                for sink in self.sinks:  # all or none: every output gets this frame, or the run stops here
+                    sink.preflight()
                 if not self._deliver(*item):
                     summary.ended = "an output asked to stop (window closed or output pipe closed)"
                     break
+                if self.progress is not None:
+                    self.progress(summary)
                 if self.max_frames is not None and summary.frames >= self.max_frames:
                     summary.ended = "frame limit"
                     break
-            if summary.ended == "end of input":
+            if self._interrupted:
+                summary.ended, summary.interrupted = "interrupted (Ctrl-C or SIGTERM)", True
+            elif summary.ended == "end of input":
                 summary.ended = getattr(self.source, "ended_reason", None) or summary.ended
         except KeyboardInterrupt:
-            summary.ended = "interrupted (Ctrl-C)"
+            summary.ended, summary.interrupted = "interrupted (Ctrl-C)", True
+            raise
+        except OutputWriteError as exc:
+            summary.ended = f"an output failed ({exc.what})"
             raise
         finally:
             summary.elapsed_s = time.perf_counter() - start
             self._shutdown(workers)
+            summary.skipped_frames = int(getattr(self.source, "skipped_frames", 0) or 0)
         return summary
 
     def _deliver(self, frame: Any, result: Any, timings: Dict[str, float]) -> bool:
@@ -230,6 +267,8 @@ class Pipeline:
             summary.first_result_at_s = now
         summary.times.add(timings)
         summary.frames += 1
+        summary.dropped = int(getattr(self.source, "dropped", 0) or 0)  # live, for a status line
+        summary.detections += len(result) if hasattr(result, "__len__") else 0
         self._recent = {k: v for k, v in timings.items() if k != "latency"}
         return keep_going
 
@@ -240,6 +279,10 @@ class Pipeline:
         try:
             close_sinks(self.sinks)
         finally:
+            for sink in self.sinks:
+                count = sink.frames_in_output if hasattr(sink, "frames_in_output") else None
+                if count is not None:
+                    self.summary.outputs[str(getattr(sink, "name", sink))] = int(count)
             for worker in workers:
                 if worker.is_alive():
                     worker.join(timeout=2.0)

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from edge.errors import EdgeError
-from edge.sinks.base import Sink
+from edge.sinks.base import OutputWriteError, Sink
 from edge.sinks.files import DEFAULT_VIDEO_FPS, IMAGE_EXTS, VIDEO_FOURCC_BY_EXT, ImageSink, VideoSink
 from edge.sinks.jsonl import JSON_EXTS, JsonLinesSink, dumps_line, jsonable
 from edge.sinks.window import WindowSink, display_available, opencv_has_gui
 
 __all__ = ["DEFAULT_VIDEO_FPS", "IMAGE_EXTS", "JSON_EXTS", "VIDEO_FOURCC_BY_EXT", "ImageSink", "JsonLinesSink",
+           "OutputWriteError",
            "Sink", "VideoSink", "WindowSink", "close_sinks", "display_available", "dumps_line", "jsonable",
            "open_sinks", "opencv_has_gui"]
 
@@ -37,7 +38,28 @@ def _is_display(spec: str) -> bool:
     )
 
 
-def _sink_for(spec: str, fps: Optional[float]) -> Optional[Sink]:
+def _output_key(spec: str) -> str:
+    """What an output spec writes to, so that two spellings of one file compare equal."""
+    text = spec[len("file://") :] if spec.startswith("file://") else spec
+    if text.lower() in ("-", "stdout"):
+        return "-"
+    if text.lower() == "none" or _is_display(text):
+        return text.lower()
+    return os.path.normcase(os.path.abspath(text))
+
+
+def _refuse_duplicates(specs: Sequence[str]) -> None:
+    seen = {}
+    for spec in specs:
+        key = _output_key(spec)
+        if key in seen and key != "none" and not _is_display(key):
+            same = f"'{spec}'" if seen[key] == spec else f"'{seen[key]}' and '{spec}'"
+            raise EdgeError(f"output {same} given twice: two writers would fight over one file",
+                            "give each output once", "--output")
+        seen[key] = spec
+
+
+def _sink_for(spec: str, fps: Optional[float], overwrite: bool) -> Optional[Sink]:
     text = spec[len("file://") :] if spec.startswith("file://") else spec
     ext = Path(text).suffix.lower()
     if text.lower() == "none":
@@ -45,23 +67,27 @@ def _sink_for(spec: str, fps: Optional[float]) -> Optional[Sink]:
     if text.lower() in ("-", "stdout"):
         return JsonLinesSink(sys.stdout)
     if ext in JSON_EXTS:
-        return JsonLinesSink(text)
+        return JsonLinesSink(text, overwrite=overwrite)
     if ext in VIDEO_FOURCC_BY_EXT:
-        return VideoSink(text, fps)
+        return VideoSink(text, fps, overwrite=overwrite)
     if "%" in text or ext in IMAGE_EXTS or text.endswith(("/", os.sep)) or Path(text).is_dir():
         return ImageSink(text)
     raise EdgeError(f"unknown output '{spec}'", f"use one of: {ACCEPTED_OUTPUTS}", "--output")
 
 
-def open_sinks(outputs: Sequence[str], *, headless: bool, fps: Optional[float]) -> List[Sink]:
+def open_sinks(outputs: Sequence[str], *, headless: bool, fps: Optional[float],
+               overwrite: bool = False) -> List[Sink]:
     """Turn output specs into sinks, checking every path before any processing starts.
 
-    outputs: specs such as "-", "out.jsonl", "out.mp4", "out_%05d.jpg", "display", "none".
-    headless: never open a window; without it a window is added when a display exists, no
-    display spec was given, and "none" was not given. fps: frame rate for video files.
+    outputs: specs such as "-", "out.jsonl", "out.mp4", "out_%05d.jpg", "display", "none"; a
+    file given twice is an error. headless: never open a window; without it a window is added
+    when a display exists, no display spec was given, and "none" was not given. fps: frame rate
+    for video files. overwrite: replace existing non-empty .jsonl and video files (refused
+    without it). Nothing is created here: files are created on the first frame, so calling this
+    and closing the sinks at once is a side-effect-free check of the outputs.
     """
-    stripped = ("-" if spec.strip().lower() == "stdout" else spec.strip() for spec in outputs)
-    specs = list(dict.fromkeys(stripped))  # de-duplicated, order kept
+    specs = [spec.strip() for spec in outputs]
+    _refuse_duplicates(specs)
     display_specs = [spec for spec in specs if _is_display(spec)]
     if display_specs and headless:
         raise EdgeError(
@@ -75,7 +101,7 @@ def open_sinks(outputs: Sequence[str], *, headless: bool, fps: Optional[float]) 
                 if not any(isinstance(sink, WindowSink) for sink in sinks):  # one window at most
                     sinks.append(WindowSink("edge"))
                 continue
-            sink = _sink_for(spec, fps)
+            sink = _sink_for(spec, fps, overwrite)
             if sink is not None:
                 sinks.append(sink)
         if auto_window and display_available() and opencv_has_gui():

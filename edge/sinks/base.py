@@ -14,10 +14,17 @@ from edge.results import Frame
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+class OutputWriteError(EdgeError):
+    """Writing an output failed during the run (disk full, I/O error): the run stops with exit 1."""
+
+    exit_code = 1
+
+
 class Sink:
     """Base class: a context manager that receives every frame and its record.
 
-    Subclasses implement ``_write`` and, when they hold resources, ``_close``.
+    Subclasses implement ``_write`` and, when they hold resources, ``_close``. ``frames_in_output``
+    is how many frames the output really holds (None for outputs that keep nothing, like a window).
     """
 
     needs_annotated: bool = False
@@ -38,6 +45,22 @@ class Sink:
 
     def _write(self, frame: Frame, annotated: Optional[np.ndarray], record: Dict[str, Any]) -> bool:
         raise NotImplementedError
+
+    def preflight(self) -> None:
+        """Raise OutputWriteError when the next frame cannot be written whole (e.g. the disk is nearly full).
+
+        The pipeline asks every sink before writing a frame to any, so that all outputs stop at the same frame.
+        """
+
+    @property
+    def frames_in_output(self) -> Optional[int]:
+        """Frames this output holds so far (None: it keeps nothing)."""
+        return None
+
+    def describe_output(self) -> Optional[str]:
+        """``'out.jsonl: 42 frames'`` for outputs that keep frames, else None."""
+        count = self.frames_in_output
+        return None if count is None else f"{getattr(self, 'name', repr(self))}: {count} frames"
 
     def close(self) -> None:
         """Release what the sink holds (files, writers, windows); safe to call more than once."""
@@ -63,6 +86,26 @@ class Sink:
 
 def _pixels(frame: Frame, annotated: Optional[np.ndarray]) -> np.ndarray:
     return frame.image if annotated is None else annotated
+
+
+def free_bytes(folder: Path) -> Optional[int]:
+    """Bytes this process may still write in ``folder``'s filesystem (root may use the reserved blocks)."""
+    try:
+        stats = os.statvfs(str(folder))
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return None
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    return (stats.f_bfree if is_root else stats.f_bavail) * stats.f_frsize
+
+
+def check_overwrite(path: Path, overwrite: bool, what: str) -> None:
+    """Refuse a path that is a folder, and an existing non-empty file unless ``overwrite``: a run never
+    empties a file it did not write."""
+    if path.is_dir():
+        raise EdgeError(f"the {what} path is a folder", "give a file name inside it", str(path))
+    if not overwrite and path.is_file() and path.stat().st_size > 0:
+        raise EdgeError(f"the {what} already exists", "add --overwrite to replace it, or choose another name",
+                        str(path))
 
 
 def _check_parent(path: Path, what: str) -> None:

@@ -12,11 +12,13 @@ import numpy as np
 from edge.cv import require_cv2
 from edge.errors import EdgeError
 from edge.results import Frame
-from edge.sinks.base import PathLike, Sink, _check_parent, _pixels
+from edge.sinks.base import OutputWriteError, PathLike, Sink, _check_parent, _pixels, check_overwrite, free_bytes
 
 VIDEO_FOURCC_BY_EXT: Dict[str, str] = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 IMAGE_EXTS: Tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_VIDEO_FPS = 30.0
+_VIDEO_RESERVE_BYTES = 1 << 20  # room kept free for the last frames and the container's index
+_INDEX_BYTES_PER_FRAME = 64  # an mp4 index entry is ~20 bytes a frame (sizes, offsets, sync samples)
 
 
 class VideoSink(Sink):
@@ -24,12 +26,15 @@ class VideoSink(Sink):
 
     path: .mp4, .mov, .mkv (mp4v) or .avi (MJPG). fps: frame rate written in the file; None,
     zero or NaN uses 30. The writer opens on the first frame, with that frame's size; later
-    frames of another size are resized to it.
+    frames of another size are resized to it. overwrite: replace an existing non-empty file
+    (without it such a file is refused; the file is only created on the first frame).
+    Recording stops with OutputWriteError while the disk still has room for the video's index,
+    so that the file stays playable (OpenCV's writer does not report write failures).
     """
 
     needs_annotated = True
 
-    def __init__(self, path: PathLike, fps: Optional[float] = None) -> None:
+    def __init__(self, path: PathLike, fps: Optional[float] = None, *, overwrite: bool = False) -> None:
         super().__init__()
         self.path = Path(path)
         ext = self.path.suffix.lower()
@@ -40,6 +45,8 @@ class VideoSink(Sink):
                 str(path),
             )
         _check_parent(self.path, "video")
+        check_overwrite(self.path, overwrite, "video")
+        self.name = str(self.path)
         self.fourcc = VIDEO_FOURCC_BY_EXT[ext]
         valid = fps is not None and math.isfinite(fps) and fps > 0
         self.fps = float(fps) if valid else DEFAULT_VIDEO_FPS  # type: ignore[arg-type]
@@ -50,6 +57,23 @@ class VideoSink(Sink):
 
     def __repr__(self) -> str:
         return f"VideoSink({str(self.path)!r}, fps={self.fps:g})"
+
+    @property
+    def frames_in_output(self) -> Optional[int]:
+        """Frames handed to the writer (0 when the finished file could not be read back)."""
+        return self.frames_written
+
+    def preflight(self) -> None:
+        """Stop while the disk still has room for a frame and the index written at close."""
+        if self.size_wh is None:
+            return
+        free = free_bytes(self.path.parent)
+        raw_frame_bytes = self.size_wh[0] * self.size_wh[1] * 3
+        reserve = _VIDEO_RESERVE_BYTES + raw_frame_bytes // 4 + _INDEX_BYTES_PER_FRAME * self.frames_written
+        if free is not None and free < reserve:
+            raise OutputWriteError(f"the disk is nearly full ({free // 1024} KiB left): recording stopped at "
+                                   f"{self.frames_written} frames so that the video stays playable",
+                                   "free space or write to another disk", self.name)
 
     def _open(self, size_wh: Tuple[int, int]) -> None:
         cv2 = self._cv2
@@ -88,8 +112,22 @@ class VideoSink(Sink):
         # Drop the reference first: if a second Ctrl-C lands here, the writer's destructor still
         # releases it, and a later close() does not release twice.
         writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.release()
+        if writer is None:
+            return
+        writer.release()
+        if not _readable(self._cv2, self.path):
+            written, self.frames_written = self.frames_written, 0
+            raise OutputWriteError(f"the video of {written} frames cannot be read back (disk full or I/O error)",
+                                   "free space or write to another disk", self.name)
+
+
+def _readable(cv2: Any, path: Path) -> bool:
+    """Whether OpenCV opens the finished video and decodes its first frame."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return bool(capture.isOpened() and capture.read()[0])
+    finally:
+        capture.release()
 
 
 class ImageSink(Sink):
@@ -106,10 +144,11 @@ class ImageSink(Sink):
         super().__init__()
         text = os.fspath(pattern)
         self._cv2 = require_cv2("writing image files")
+        self._folder = None
         if text.endswith(("/", os.sep)) or Path(text).is_dir():
             folder = Path(text)
             _check_parent(folder, "image folder")
-            folder.mkdir(exist_ok=True)
+            self._folder: Optional[Path] = folder  # created on the first frame: a failed run leaves nothing
             text = str(folder / "frame_%06d.jpg")
         elif "%" in text:
             try:
@@ -123,8 +162,9 @@ class ImageSink(Sink):
             raise EdgeError(
                 f"unsupported image extension '{ext or '(none)'}'", f"use one of {' '.join(IMAGE_EXTS)}", text
             )
-        _check_parent(Path(text), "images")
-        self.pattern = text
+        if self._folder is None:
+            _check_parent(Path(text), "images")
+        self.pattern = self.name = text
         self.images_written = 0
 
     def __repr__(self) -> str:
@@ -135,10 +175,17 @@ class ImageSink(Sink):
         return Path(self.pattern % index if "%" in self.pattern else self.pattern)
 
     def _write(self, frame: Frame, annotated: Optional[np.ndarray], record: Dict[str, Any]) -> bool:
+        if self._folder is not None:
+            self._folder.mkdir(exist_ok=True)
+            self._folder = None
         path = self.path_for(frame.index)
         if not self._cv2.imwrite(str(path), _pixels(frame, annotated)):
-            raise EdgeError(
-                "cannot write the image", "check the folder is writable and the extension", str(path)
-            )
+            raise OutputWriteError(f"cannot write image {self.images_written + 1} (disk full or not writable)",
+                                   "free space, or check the folder is writable", str(path))
         self.images_written += 1
         return True
+
+    @property
+    def frames_in_output(self) -> Optional[int]:
+        """Images written."""
+        return self.images_written

@@ -90,6 +90,7 @@ def test_sigint_leaves_a_valid_video_and_prints_the_summary(tmp_path):
     written = lines + len(stdout.splitlines())
     assert "summary:" in stderr and "interrupted" in stderr
     assert frame_count(video) == written
+    assert f"summary: {written} frames" in stderr  # video, JSON lines and summary agree (issue 9 item 4)
     assert "Traceback" not in stderr
 
 
@@ -126,17 +127,31 @@ BAD_INPUTS = [
     (lambda d: ["--output", "out.xyz"], "output"),
     (lambda d: ["--max-frames", "0"], "--max-frames"),
     (lambda d: ["--model", "digits", "--track"], "--track | --track follows detected objects"),
+    # issue 9: a duplicated output, a window without --headless, csi:// off a Jetson, an existing file
+    (lambda d: ["--output", str(d / "a.jsonl"), "--output", str(d / "a.jsonl")], "given twice"),
+    (lambda d: ["--output", str(d / "a.mp4"), "--output", str(d / ".." / d.name / "a.mp4")], "given twice"),
+    (lambda d: ["--source", "csi://0", "--output", str(d / "csi.jsonl")], "csi://"),
+    (lambda d: ["--output", _existing(d)], "already exists. Fix: add --overwrite"),
 ]
+
+
+def _existing(tmp_path: Path) -> str:
+    path = tmp_path / "existing.jsonl"
+    path.write_text('{"frame": 0}\n')
+    return str(path)
 
 
 @pytest.mark.parametrize("make_args, expected", BAD_INPUTS)
 def test_bad_input_is_one_line_with_a_fix(tmp_path, make_args, expected):
-    done = run_camera("--headless", "--max-frames", "1", "--quiet", *make_args(tmp_path), timeout_s=60)
+    args = make_args(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    done = run_camera("--headless", "--max-frames", "1", "--quiet", *args, timeout_s=60)
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], done.stderr
     assert "Fix:" in errors[0]
     assert "Traceback" not in done.stderr
+    assert sorted(tmp_path.iterdir()) == before  # a failed run creates no output file
 
 
 def test_list_cameras_and_backends():
@@ -164,3 +179,143 @@ def test_list_models_shows_the_zoo_with_task_and_input_size():
     assert rows["face_detection_short_range"] == ["detect", "128x128"]
     assert rows["digits"] == ["classify", "8x8"]
     assert done.stderr.splitlines()[0].split()[:3] == ["name", "task", "input"]
+
+
+# -- issue 9: failed runs keep files, full disks, signals, status -----------------------------
+
+
+@pytest.mark.parametrize("make_args", [
+    lambda d: ["--threshold", "2"],
+    lambda d: ["--model", str((d / "zero.onnx").resolve())] if (d / "zero.onnx").touch() is None else [],
+    lambda d: ["--source", str(d / "unreadable.mp4")] if (d / "unreadable.mp4").write_bytes(b"x" * 99) else [],
+    lambda d: ["--source", "csi://0"],
+])
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_failed_run_leaves_the_existing_output_untouched(tmp_path, make_args, overwrite):
+    out = tmp_path / "keep.jsonl"
+    out.write_text('{"frame": 0}\n')
+    done = run_camera("--headless", "--quiet", *overwrite, "--output", str(out), *make_args(tmp_path),
+                      timeout_s=60)
+    assert done.returncode == 2, done.stderr
+    assert out.read_text() == '{"frame": 0}\n'
+
+
+def test_display_output_without_headless_does_not_blame_headless(tmp_path):
+    done = run_camera("--source", "demo://", "--output", "display", "--quiet", timeout_s=60)
+    assert done.returncode == 2 and "--headless is set" not in done.stderr and "no display" in done.stderr
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_disk_exits_1_with_one_line_and_outputs_that_agree_with_the_summary(small_disk):
+    video, lines = small_disk / "out.mp4", small_disk / "out.jsonl"
+    done = run_camera("--source", "demo://?width=320&height=240", "--headless", "--max-frames", "3000",
+                      "--output", str(video), "--output", str(lines), "--quiet")
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Fix:" in errors[0] and "Traceback" not in done.stderr
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert 0 < len(records) < 3000
+    assert frame_count(video) == len(records)
+    assert f"{video}: {len(records)} frames, {lines}: {len(records)} frames" in done.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_json_lines_to_a_full_stdout_is_one_line_exit_1(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("DISPLAY", None)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "edge.camera", "--source", "demo://", "--headless",
+                               "--max-frames", "5", "--output", "-", "--quiet"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120, env=env, cwd=ROOT)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert len([line for line in done.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_fifo_nobody_writes_to_still_stops_on_a_signal(tmp_path, signum):
+    fifo = tmp_path / "silent.mp4"
+    os.mkfifo(fifo)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("DISPLAY", None)
+    process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", str(fifo), "--headless",
+                                "--output", str(tmp_path / "out.jsonl"), "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    time.sleep(3)  # let it reach the blocking open (no progress to wait for: nothing is ever written)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "stopped" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.2, 0.5, 1.0])
+def test_a_signal_at_any_moment_of_start_up_stops_the_run(tmp_path, delay_s):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("DISPLAY", None)
+    process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", "demo://", "--headless",
+                                "--output", str(tmp_path / "out.jsonl"), "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    time.sleep(delay_s)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode in (130, -signal.SIGINT), stderr  # -SIGINT: before Python ran any of edge
+
+
+def test_in_process_signals_are_remembered_when_swallowed():
+    from edge.camera import _Signals
+
+    class FakePipeline:
+        interrupted = 0
+
+        def interrupt(self) -> None:
+            self.interrupted += 1
+
+    signals = _Signals()
+    with pytest.raises(KeyboardInterrupt):
+        signals.handle(signal.SIGINT, None)  # e.g. during a native import that clears the exception
+    with pytest.raises(KeyboardInterrupt):
+        signals.attach(FakePipeline())  # so the run never starts
+    running, pipeline = _Signals(), FakePipeline()
+    running.attach(pipeline)
+    running.handle(signal.SIGTERM, None)  # first: stop between frames
+    assert pipeline.interrupted == 1
+    with pytest.raises(KeyboardInterrupt):
+        running.handle(signal.SIGTERM, None)  # second: now
+
+
+def test_status_line_shows_frames_fps_detections_and_dropped():
+    import io
+
+    from edge.camera import StatusLine
+    from edge.pipeline import RunSummary
+
+    stream = io.StringIO()
+    status = StatusLine(stream, every_s=0.0)
+    status.update(RunSummary(frames=1, detections=1))
+    assert "FPS" not in stream.getvalue()  # one frame measures no rate
+    status.update(RunSummary(frames=10, detections=7, dropped=2))
+    status.clear()
+    text = stream.getvalue()
+    assert "10 frames" in text and " FPS" in text and "7 detections" in text and "2 dropped" in text
+    assert text.endswith("\r\033[K")
+
+
+def test_no_status_line_when_stderr_is_not_a_terminal_and_a_hint_when_nothing_was_found():
+    done = run_camera("--source", "demo://?frames=5", "--headless", "--threshold", "0.9999", "--output", "none")
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr
+    assert "no detections in any frame" in done.stderr and "within about 2 m" in done.stderr

@@ -133,3 +133,77 @@ def test_no_track_stage_without_a_tracker(face_model):
         summary = Pipeline(face_model, source, [sink]).run()
     assert "track" not in summary.to_dict()["stages"]
     assert all("track_id" not in d for r in sink.records for d in r["result"]["detections"])
+
+
+# -- stopping between frames, failed outputs, progress (issue 9 items 2, 4, 18) --------------
+
+
+class Interrupter(Recorder):
+    """Calls ``pipeline.interrupt()`` (what the SIGINT handler does) while writing frame ``at``."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+        self.pipeline: Any = None
+
+    def _write(self, frame, annotated, record) -> bool:
+        if len(self.records) + 1 == self.at:
+            self.pipeline.interrupt()
+        return super()._write(frame, annotated, record)
+
+    @property
+    def frames_in_output(self) -> Optional[int]:
+        return len(self.records)
+
+
+class FullDisk(Recorder):
+    """An output whose disk fills after ``room`` frames."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+        self.name = "full.jsonl"
+
+    def preflight(self) -> None:
+        from edge.sinks import OutputWriteError
+
+        if len(self.records) >= self.room:
+            raise OutputWriteError("the disk is full", "free space", self.name)
+
+    @property
+    def frames_in_output(self) -> Optional[int]:
+        return len(self.records)
+
+
+@pytest.mark.parametrize("at", [1, 4, 9])
+def test_interrupt_stops_between_frames_so_every_output_holds_the_same_frames(face_model, at):
+    first, after = Interrupter(at), Recorder()  # the interrupt lands while the first output writes
+    with open_source("demo://?width=160&height=120") as source:
+        pipeline = Pipeline(face_model, source, [first, after])
+        first.pipeline = pipeline
+        summary = pipeline.run()
+    assert summary.interrupted and summary.ended.startswith("interrupted")
+    assert len(first.records) == len(after.records) == summary.frames == at
+    assert summary.to_dict()["outputs"] == {repr(first): at}
+
+
+@pytest.mark.parametrize("room", [0, 3])
+def test_a_full_output_stops_the_run_before_any_output_gets_the_next_frame(face_model, room):
+    from edge.sinks import OutputWriteError
+
+    recorder, full = Recorder(), FullDisk(room)
+    with open_source("demo://?width=160&height=120&frames=20") as source:
+        pipeline = Pipeline(face_model, source, [recorder, full])
+        with pytest.raises(OutputWriteError, match="disk is full"):
+            pipeline.run()
+    assert len(recorder.records) == len(full.records) == pipeline.summary.frames == room
+    assert pipeline.summary.outputs == {"full.jsonl": room}
+    assert "an output failed" in pipeline.summary.ended and "full.jsonl: " in pipeline.summary.text()
+
+
+def test_progress_sees_every_frame_and_the_detections_so_far(face_model):
+    seen = []
+    with open_source("demo://?frames=6") as source:
+        summary = Pipeline(face_model, source, [], progress=lambda s: seen.append((s.frames, s.detections))).run()
+    assert [frames for frames, _ in seen] == [1, 2, 3, 4, 5, 6]
+    assert seen[-1][1] == summary.detections >= 5  # the demo face is in view in these frames

@@ -230,8 +230,8 @@ def test_video_sink_refuses_bad_paths_before_any_frame(tmp_path, name, match):
 
 def test_video_sink_that_cannot_open_says_how_to_fix_it(tmp_path):
     path = tmp_path / "taken.mp4"
-    path.mkdir()  # a folder where the file should go
     with VideoSink(path, fps=10) as sink, pytest.raises(EdgeError, match="cannot open a video writer.*Fix:"):
+        path.mkdir()  # a folder appears where the file should go after the checks
         sink.write(make_frame(0), None, {})
 
 
@@ -297,8 +297,7 @@ def test_json_lines_file_has_one_parsable_line_per_frame_flushed_as_written(tmp_
         for i, record in enumerate(records(3)):
             assert sink.write(make_frame(i), None, record) is True
             assert len(path.read_text().splitlines()) == i + 1  # flushed per line
-        stream = sink.stream
-    assert stream.closed
+    assert sink.closed and sink.frames_in_output == 3
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [line["frame"] for line in lines] == [0, 1, 2]
     assert lines[0]["result"]["detections"][0]["box_xyxy"] == [10.0, 20.0, 30.0, 40.0]
@@ -481,8 +480,6 @@ def test_image_sink_refuses_bad_patterns(tmp_path, pattern, match):
         (["frames/"], [ImageSink]),
         (["existing"], [ImageSink]),  # an existing folder
         (["out.jsonl", "out.mp4", "-"], [JsonLinesSink, VideoSink, JsonLinesSink]),
-        (["out.mp4", " out.mp4 "], [VideoSink]),  # duplicates collapse
-        (["-", "stdout"], [JsonLinesSink]),
     ],
 )
 def test_open_sinks_table(tmp_path, monkeypatch, no_display, outputs, expected_types):
@@ -535,3 +532,137 @@ def test_open_sinks_adds_a_window_where_a_display_exists(
     assert sum(isinstance(sink, WindowSink) for sink in sinks) == expected_windows
     for sink in sinks:
         sink.close()
+
+
+# -- issue 9: never empty a file, refuse duplicates, fail loudly on a full disk -------------
+
+
+@pytest.mark.parametrize(
+    "outputs, match",
+    [
+        (["out.mp4", " out.mp4 "], "'out.mp4' given twice"),
+        (["-", "stdout"], "'-' and 'stdout' given twice"),
+        (["out.jsonl", "./out.jsonl"], "given twice"),
+        (["file://out.mp4", "out.mp4"], "given twice"),
+        (["frames_%05d.jpg", "frames_%05d.jpg"], "given twice"),
+    ],
+)
+def test_open_sinks_refuses_an_output_given_twice(tmp_path, monkeypatch, no_display, outputs, match):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EdgeError, match=match):
+        open_sinks(outputs, headless=True, fps=None)
+
+
+@pytest.mark.parametrize("name", ["old.jsonl", "old.json", "old.mp4", "old.avi"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_existing_output_is_refused_unless_overwrite_and_never_emptied_by_the_check(
+    tmp_path, monkeypatch, no_display, name, overwrite
+):
+    monkeypatch.chdir(tmp_path)
+    Path(name).write_text("precious\n")
+    if overwrite:
+        sinks = open_sinks([name], headless=True, fps=None, overwrite=True)
+        for sink in sinks:
+            sink.close()
+    else:
+        with pytest.raises(EdgeError, match="already exists.*--overwrite"):
+            open_sinks([name], headless=True, fps=None)
+    assert Path(name).read_text() == "precious\n"  # opening and closing without frames touches nothing
+
+
+@pytest.mark.parametrize("name", ["empty.jsonl", "empty.mp4"])
+def test_an_existing_empty_output_is_not_refused(tmp_path, name):
+    (tmp_path / name).touch()
+    for sink in open_sinks([str(tmp_path / name)], headless=True, fps=None):
+        sink.close()
+
+
+@pytest.mark.parametrize("name, match", [("dir.jsonl", "is a folder"), ("dir.mp4", "is a folder")])
+def test_a_folder_named_like_a_file_output_is_refused_up_front(tmp_path, name, match):
+    (tmp_path / name).mkdir()
+    with pytest.raises(EdgeError, match=match):
+        open_sinks([str(tmp_path / name)], headless=True, fps=None)
+
+
+def test_opening_and_closing_sinks_creates_nothing(tmp_path, monkeypatch, no_display):
+    monkeypatch.chdir(tmp_path)
+    for sink in open_sinks(["a.jsonl", "b.mp4", "frames/", "c_%03d.png"], headless=True, fps=None):
+        sink.close()
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_json_lines_on_a_full_device_raise_an_output_write_error():
+    from edge.sinks import OutputWriteError
+
+    sink = JsonLinesSink("/dev/full", overwrite=True)
+    with pytest.raises(OutputWriteError, match="No space left.*holds 0 whole lines.*Fix:"):
+        sink.write(make_frame(0), None, {"frame": 0})
+    sink.close()
+    assert sink.frames_in_output == 0
+
+
+def test_json_lines_cut_by_a_failed_write_keep_whole_lines_only(tmp_path, monkeypatch):
+    import errno
+
+    from edge.sinks import OutputWriteError
+
+    path = tmp_path / "cut.jsonl"
+    sink = JsonLinesSink(path)
+    sink.write(make_frame(0), None, {"frame": 0})
+    real_write = os.write
+
+    def half_then_full(fd, data):  # the disk fills in the middle of the second line
+        if len(data) > 4:
+            return real_write(fd, bytes(data[:4]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OutputWriteError, match="line 2.*holds 1 whole lines"):
+        sink.write(make_frame(1), None, {"frame": 1, "pad": "x" * 100})
+    monkeypatch.undo()
+    sink.close()
+    assert path.read_text() == '{"frame":0}\n'
+
+
+class FullStream(io.StringIO):
+    def flush(self) -> None:
+        raise OSError(28, "No space left on device")
+
+
+def test_json_lines_to_a_full_stream_raise_an_output_write_error():
+    from edge.sinks import OutputWriteError
+
+    with JsonLinesSink(FullStream()) as sink, pytest.raises(OutputWriteError, match="No space left"):
+        sink.write(make_frame(0), None, {"frame": 0})
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root and mount); skipped with the reason when it cannot be mounted."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_video_on_a_nearly_full_disk_stops_with_an_error_and_stays_playable(tiny_disk):
+    from edge.sinks import OutputWriteError
+
+    path = tiny_disk / "out.mp4"
+    (tiny_disk / "ballast").write_bytes(os.urandom(300 * 1024))  # leaves room for a few frames only
+    sink = VideoSink(path, fps=10)
+    with pytest.raises(OutputWriteError, match="nearly full.*stopped at"):
+        for i in range(2000):
+            sink.preflight()
+            sink.write(make_frame(i, (320, 240)), None, {})
+    sink.close()
+    assert sink.frames_written > 0
+    count, frames = read_video(path)
+    assert len(frames) == sink.frames_written == sink.frames_in_output

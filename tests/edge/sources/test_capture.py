@@ -316,3 +316,25 @@ def test_gst_pipeline_runs_for_real() -> None:
     assert 1 <= len(frames) <= 30
     assert frames[0].image.shape == (240, 320, 3)
     assert [frame.index for frame in frames] == list(range(len(frames)))
+
+
+def test_the_camera_app_reports_skipped_frames(tmp_path):
+    """The issue's case end to end: 60 frames, one corrupt in the middle -> 59 results, the skip in the summary."""
+    pytest.importorskip("onnx", reason="the camera app reads the model with onnx (a base dependency)")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "clip.avi"
+    write_corrupt_avi(path, 60, [20])
+    summary_json = tmp_path / "summary.json"
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-m", "edge.camera", "--source", str(path), "--headless", "--output",
+                           "none", "--summary-json", str(summary_json)],
+                          capture_output=True, text=True, timeout=120, cwd=root,
+                          env=dict(os.environ, PYTHONPATH=str(root)))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(summary_json.read_text())
+    assert summary["frames"] == 59 and summary["skipped_frames"] == 1
+    assert "1 undecodable frame skipped" in done.stderr
