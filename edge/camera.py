@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 _STARTED_S = time.perf_counter()
 
@@ -29,7 +29,13 @@ if __name__ == "__main__":  # the app, not an import: signals work from the firs
     signal.signal(signal.SIGINT, _exit_now)
     signal.signal(signal.SIGTERM, _exit_now)
 
-from edge.errors import EdgeError  # noqa: E402 - the start time is taken before the imports
+from edge.console import (  # noqa: E402 - the start time is taken before the imports
+    Signals,
+    StatusLine,
+    ignore_further_interrupts,
+    stderr_is_terminal,
+)
+from edge.errors import EdgeError  # noqa: E402
 from edge.flags import add_model_fact_arguments, config_overrides  # noqa: E402
 
 EPILOG = """sources: 0 | /dev/video0 | csi://0?width=1280&height=720&fps=30&flip=rotate-180 | rtsp://host/path |
@@ -41,6 +47,9 @@ examples:
   python -m edge.camera --model classifier.onnx --task classify --preset imagenet --labels labels.txt
   python -m edge.camera --source demo:// --track --output -    # detections with persistent track ids
 """
+
+
+_CPU_BACKENDS = ("onnxruntime-cpu", "opencv")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +138,7 @@ def _check_source(source_uri: str) -> None:
             require_csi(source_uri)
 
 
-def run(args: argparse.Namespace, say: Any, signals: Optional["_Signals"] = None) -> int:
+def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -> int:
     """Check every input and output, open model, source and sinks, run the pipeline, print the summary."""
     from edge.model import Model
     from edge.overlay import Annotator
@@ -157,6 +166,9 @@ def run(args: argparse.Namespace, say: Any, signals: Optional["_Signals"] = None
     if args.precision:
         backend_options["precision"] = args.precision
     if args.calib_images:
+        if not os.path.isdir(args.calib_images):
+            raise EdgeError("calibration image folder not found", fix="give a folder of a few hundred frames from "
+                            "the camera", where="--calib-images")
         backend_options["calib_images"] = args.calib_images
     with Model(args.model, backend=args.backend, threads=args.threads, config=config_overrides(args),
                config_file=args.config, score_threshold=args.threshold, backend_options=backend_options,
@@ -165,6 +177,9 @@ def run(args: argparse.Namespace, say: Any, signals: Optional["_Signals"] = None
             signals.check()
         if not args.quiet:
             say(f"model: {model.describe()}")
+        if (args.precision or args.calib_images) and model.backend.name in _CPU_BACKENDS:
+            say(f"note: --precision/--calib-images build TensorRT engines; {model.backend.name} runs the model "
+                "file's own precision (they are ignored here)")
         tracker = _tracker(model, args.track)
         if tracker is not None and not args.quiet:
             say(f"tracking: {tracker!r}")
@@ -174,7 +189,7 @@ def run(args: argparse.Namespace, say: Any, signals: Optional["_Signals"] = None
             if not args.quiet:
                 outputs = ", ".join(type(s).__name__ for s in sinks) or "none (add --output)"
                 say(f"source: {source_uri}; outputs: {outputs}")
-            status = StatusLine() if not args.quiet and _stderr_is_terminal() else None
+            status = StatusLine() if not args.quiet and stderr_is_terminal() else None
             pipeline = Pipeline(model, source, sinks, annotator=Annotator(), tracker=tracker,
                                 max_frames=args.max_frames, started_s=_STARTED_S,
                                 progress=status.update if status is not None else None)
@@ -193,7 +208,7 @@ def run(args: argparse.Namespace, say: Any, signals: Optional["_Signals"] = None
                 if signals is not None:
                     signals.attach(None)
                 if pipeline.summary.interrupted or failure is not None:
-                    _ignore_further_interrupts()  # a second Ctrl-C must not cut the summary and the clean-up short
+                    ignore_further_interrupts()  # a second Ctrl-C must not cut the summary and the clean-up short
                 if status is not None:
                     status.clear()
             say(pipeline.summary.text(source_uri))
@@ -221,58 +236,6 @@ def _nothing_found_hint(model: Any, summary: Any, model_arg: Optional[str]) -> O
     return f"{why}: check that the scene holds what this model was trained on, or try a lower --threshold"
 
 
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-class StatusLine:
-    """A live one-line status on a terminal: FPS, frames, detections, dropped frames, at most twice a second."""
-
-    def __init__(self, stream: Any = None, every_s: float = 0.5) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.every_s = every_s
-        self._last_s = 0.0
-        self._shown = False
-        self._first: Optional[Tuple[float, int]] = None
-
-    def line(self, summary: Any, fps: Optional[float]) -> str:
-        """The status text for a summary in progress (fps None: not measured yet)."""
-        dropped = int(getattr(summary, "dropped", 0) or 0)
-        parts = [f"{summary.frames} frames"] + ([f"{fps:.1f} FPS"] if fps is not None else [])
-        parts.append(f"{summary.detections} detections")
-        if dropped:
-            parts.append(f"{dropped} dropped")
-        return ", ".join(parts) + " (Ctrl-C stops)"
-
-    def update(self, summary: Any) -> None:
-        """Redraw the line when due (called after every frame); FPS over the frames since the first update."""
-        now = time.perf_counter()
-        if self._shown and now - self._last_s < self.every_s:
-            return
-        if not self._shown and self._first is None:
-            self._first = (now, summary.frames)
-        since_s, since_frames = self._first
-        fps = (summary.frames - since_frames) / (now - since_s) if summary.frames > since_frames else None
-        self._last_s, self._shown = now, True
-        self._write("\r\033[K" + self.line(summary, fps))
-
-    def clear(self) -> None:
-        """Erase the line before the summary."""
-        if self._shown:
-            self._write("\r\033[K")
-            self._shown = False
-
-    def _write(self, text: str) -> None:
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass  # the terminal went away: the status line is a courtesy
-
-
 def write_summary(path: str, summary: Dict[str, Any], source: str, model: str) -> None:
     """Write the run summary as one JSON document."""
     import json
@@ -287,94 +250,6 @@ def write_summary(path: str, summary: Dict[str, Any], source: str, model: str) -
                         where=path) from None
 
 
-def _ignore_further_interrupts() -> None:
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    except ValueError:  # not the main thread (embedded use)
-        pass
-
-
-class _Signals:
-    """SIGINT/SIGTERM for the whole run, from the first instruction to the last.
-
-    The first signal during the pipeline stops it between two frames (every output keeps the same
-    frames). Elsewhere a signal raises KeyboardInterrupt and is remembered: C code that swallows the
-    exception (a native module's init, a probe) cannot make the run go on, because ``check()`` and
-    ``attach()`` raise it again. A watchdog thread, woken through the signal wake-up fd, ends the process
-    when a signal is not acknowledged within ``grace_s`` (the main thread stuck in C code that never
-    returns to Python, such as opening a FIFO nobody writes to); no output file exists before the
-    pipeline starts, so nothing is lost.
-    """
-
-    def __init__(self, grace_s: float = 2.0) -> None:
-        self.pipeline: Any = None
-        self.grace_s = grace_s
-        self.requested = False
-        self._handled = 0
-        self._acknowledged = 0
-        self._received = 0
-
-    def install(self) -> None:
-        """Install the handlers and the watchdog (main thread only; a no-op elsewhere)."""
-        try:
-            signal.signal(signal.SIGINT, self.handle)
-            signal.signal(signal.SIGTERM, self.handle)
-        except ValueError:  # not the main thread (embedded use): keep the defaults
-            return
-        import threading
-
-        try:
-            read_fd, write_fd = os.pipe()
-            os.set_blocking(write_fd, False)
-            signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        except (AttributeError, OSError, ValueError):  # Windows: no watchdog, the handlers alone
-            return
-        threading.Thread(target=self._watch, args=(read_fd,), name="edge-signals", daemon=True).start()
-
-    def handle(self, signum: int, frame: Any) -> None:
-        """The Python-level handler: runs in the main thread between two bytecodes."""
-        self._handled += 1
-        pipeline = self.pipeline
-        if pipeline is not None and self._handled == 1:
-            pipeline.interrupt()
-            self.acknowledge()
-            return
-        self.requested = True
-        raise KeyboardInterrupt
-
-    def acknowledge(self) -> None:
-        """The main thread has taken the stop in hand (the watchdog stands down)."""
-        self._acknowledged = max(self._acknowledged, self._handled)
-
-    def check(self) -> None:
-        """Raise KeyboardInterrupt when a signal came and was swallowed on the way."""
-        if self.requested:
-            raise KeyboardInterrupt
-
-    def attach(self, pipeline: Any) -> None:
-        """Route the next signal to ``pipeline.interrupt()``; None detaches."""
-        if pipeline is not None:
-            self.check()
-        self.pipeline = pipeline
-
-    def _watch(self, read_fd: int) -> None:
-        while True:
-            try:
-                received = len(os.read(read_fd, 64))
-            except OSError:
-                return
-            if not received:
-                return
-            self._received += received
-            deadline = time.perf_counter() + self.grace_s
-            while self._acknowledged < self._received and time.perf_counter() < deadline:
-                time.sleep(0.05)
-            if self._acknowledged < self._received:  # stuck outside Python, or the interrupt was swallowed
-                os.write(2, b"stopped (Ctrl-C or SIGTERM) while busy outside Python\n")
-                os._exit(130)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point. Returns the exit code: 0 done, 2 user error, 130 stopped by Ctrl-C or SIGTERM."""
     args = build_parser().parse_args(argv)
@@ -382,7 +257,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    signals = _Signals()
+    signals = Signals()
     signals.install()
     try:
         if args.list_cameras:

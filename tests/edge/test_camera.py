@@ -132,7 +132,15 @@ BAD_INPUTS = [
     (lambda d: ["--output", str(d / "a.mp4"), "--output", str(d / ".." / d.name / "a.mp4")], "given twice"),
     (lambda d: ["--source", "csi://0", "--output", str(d / "csi.jsonl")], "csi://"),
     (lambda d: ["--output", _existing(d)], "already exists. Fix: add --overwrite"),
+    (lambda d: ["--precision", "int8", "--calib-images", str(d / "nonexistent")], "calibration image folder"),
 ]
+
+
+def test_precision_on_a_cpu_backend_is_said_not_silently_ignored(tmp_path):
+    done = run_camera("--headless", "--max-frames", "1", "--backend", "onnxruntime-cpu", "--precision", "int8",
+                      "--source", "demo://?frames=1", "--output", "none")
+    assert done.returncode == 0, done.stderr
+    assert "note: --precision/--calib-images build TensorRT engines; onnxruntime-cpu" in done.stderr
 
 
 def _existing(tmp_path: Path) -> str:
@@ -276,7 +284,7 @@ def test_a_signal_at_any_moment_of_start_up_stops_the_run(tmp_path, delay_s):
 
 
 def test_in_process_signals_are_remembered_when_swallowed():
-    from edge.camera import _Signals
+    from edge.console import Signals as _Signals
 
     class FakePipeline:
         interrupted = 0
@@ -300,7 +308,7 @@ def test_in_process_signals_are_remembered_when_swallowed():
 def test_status_line_shows_frames_fps_detections_and_dropped():
     import io
 
-    from edge.camera import StatusLine
+    from edge.console import StatusLine
     from edge.pipeline import RunSummary
 
     stream = io.StringIO()
