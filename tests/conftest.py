@@ -44,3 +44,31 @@ def colour_model_path(tmp_path: Path) -> Path:
     from tiny_models import make_colour_classifier
 
     return make_colour_classifier(tmp_path / "colour.onnx")
+
+
+@pytest.fixture()
+def mount_tmpfs(tmp_path: Path):
+    """Mount small tmpfs folders for full-disk and read-only tests: ``mount_tmpfs("size=3m")`` -> the folder.
+
+    Needs root on Linux; the test is skipped with the reason when the mount fails. Unmounted afterwards.
+    """
+    import os
+    import subprocess
+
+    mounted = []
+
+    def mount(options: str, name: str = "tmpfs") -> Path:
+        if sys.platform != "linux" or os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root on Linux")
+        folder = tmp_path / name
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode})")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], check=False)

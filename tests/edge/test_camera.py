@@ -214,17 +214,8 @@ def test_display_output_without_headless_does_not_blame_headless(tmp_path):
 
 
 @pytest.fixture()
-def small_disk(tmp_path):
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip() or done.returncode}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+def small_disk(mount_tmpfs):
+    return mount_tmpfs("size=3m", "small")
 
 
 def test_full_disk_exits_1_with_one_line_and_outputs_that_agree_with_the_summary(small_disk):

@@ -638,18 +638,9 @@ def test_json_lines_to_a_full_stream_raise_an_output_write_error():
 
 
 @pytest.fixture()
-def tiny_disk(tmp_path):
+def tiny_disk(mount_tmpfs):
     """A 1 MiB tmpfs (needs root and mount); skipped with the reason when it cannot be mounted."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip() or done.returncode}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    return mount_tmpfs("size=1m", "tiny")
 
 
 def test_video_on_a_nearly_full_disk_stops_with_an_error_and_stays_playable(tiny_disk):

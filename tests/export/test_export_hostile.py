@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -196,14 +195,6 @@ def test_export_and_triton_entry_get_the_umask_mode(work, umask, mode):
         os.umask(old)
 
 
-def _mount_tmpfs(folder: Path, options: str) -> None:
-    folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode})")
-
-
 @pytest.mark.parametrize("options, source, expected", [
     ("size=1m,ro", "pytorch", "Read-only file system"),
     ("size=1m,ro", "tflite", "Read-only file system"),
@@ -212,21 +203,15 @@ def _mount_tmpfs(folder: Path, options: str) -> None:
     ("size=16k", "tflite", "No space left on device"),
     ("size=16k", "onnx", "No space left on device"),
 ])
-def test_unwritable_output_file_system(work, capfd, options, source, expected):
-    if sys.platform != "linux" or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root on Linux")
-    mounted = work / "mnt"
-    _mount_tmpfs(mounted, options)
-    try:
-        args = {"pytorch": ["hostile_nets.py:big", "--input-shape", "1,3,32,32", *CLASSIFY],
-                "tflite": [str(FACE / "face_detection_short_range.tflite")],
-                "onnx": [str(FACE / "face_detection_short_range.onnx")]}[source]
-        if source == "tflite":
-            pytest.importorskip("tflite2onnx", reason="TFLite export needs tflite2onnx")
-        assert export(*args, "--output", str(mounted / "x.onnx")) == 2
-        lines = capfd.readouterr().err.strip().splitlines()
-        assert len(lines) == 1 and expected in lines[0] and "Fix:" in lines[0], lines
-        assert "nothing was written" in lines[0] and "free space" in lines[0]  # not "report the model"
-        assert os.listdir(str(mounted)) == []  # no partial file, no scratch folder
-    finally:
-        subprocess.run(["umount", str(mounted)], check=False)
+def test_unwritable_output_file_system(work, capfd, mount_tmpfs, options, source, expected):
+    mounted = mount_tmpfs(options, "mnt")
+    args = {"pytorch": ["hostile_nets.py:big", "--input-shape", "1,3,32,32", *CLASSIFY],
+            "tflite": [str(FACE / "face_detection_short_range.tflite")],
+            "onnx": [str(FACE / "face_detection_short_range.onnx")]}[source]
+    if source == "tflite":
+        pytest.importorskip("tflite2onnx", reason="TFLite export needs tflite2onnx")
+    assert export(*args, "--output", str(mounted / "x.onnx")) == 2
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and "Fix:" in lines[0], lines
+    assert "nothing was written" in lines[0] and "free space" in lines[0]  # not "report the model"
+    assert os.listdir(str(mounted)) == []  # no partial file, no scratch folder
