@@ -189,6 +189,8 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
             if not args.quiet:
                 outputs = ", ".join(type(s).__name__ for s in sinks) or "none (add --output)"
                 say(f"source: {source_uri}; outputs: {outputs}")
+                for note in filter(None, (getattr(sink, "crash_note", None) for sink in sinks)):
+                    say(note)
             status = StatusLine() if not args.quiet and stderr_is_terminal() else None
             pipeline = Pipeline(model, source, sinks, annotator=Annotator(), tracker=tracker,
                                 max_frames=args.max_frames, started_s=_STARTED_S,

@@ -30,7 +30,14 @@ class VideoSink(Sink):
     (without it such a file is refused; the file is only created on the first frame).
     Recording stops with OutputWriteError while the disk still has room for the video's index,
     so that the file stays playable (OpenCV's writer does not report write failures).
+
+    Crash safety (measured by killing the writer with SIGKILL mid-recording): .mkv and .avi files
+    stay readable up to the last frames written; an .mp4 or .mov does not open at all, because its
+    index is written only when the file is closed. :attr:`crash_note` says so for those.
     """
+
+    #: suffixes whose files are unreadable when the process dies before closing them
+    CRASH_UNSAFE_SUFFIXES = (".mp4", ".mov")
 
     needs_annotated = True
 
@@ -54,6 +61,15 @@ class VideoSink(Sink):
         self.frames_written = 0
         self._writer: Any = None
         self._cv2 = require_cv2("writing video files")
+
+    @property
+    def crash_note(self) -> Optional[str]:
+        """A note for the user when this file would be lost to a kill or a power cut, else None."""
+        if self.path.suffix.lower() not in self.CRASH_UNSAFE_SUFFIXES:
+            return None
+        return (f"note: {self.path.name} cannot be opened if the run is killed or the power is cut before it stops "
+                f"(its index is written at the end); record to {self.path.with_suffix('.mkv').name} to keep "
+                "every frame written so far")
 
     def __repr__(self) -> str:
         return f"VideoSink({str(self.path)!r}, fps={self.fps:g})"

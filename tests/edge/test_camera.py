@@ -318,3 +318,35 @@ def test_no_status_line_when_stderr_is_not_a_terminal_and_a_hint_when_nothing_wa
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr
     assert "no detections in any frame" in done.stderr and "within about 2 m" in done.stderr
+
+
+@pytest.mark.parametrize("suffix, survives", [(".mkv", True), (".avi", True), (".mp4", False)])
+def test_recording_killed_with_sigkill(tmp_path, suffix, survives):
+    """Power loss, approximated by SIGKILL mid-recording: .mkv and .avi keep the frames written so far,
+    .mp4 does not open (its index is written at the end) — and the app says so when it starts one."""
+    import signal
+    import time
+
+    video = tmp_path / f"rec{suffix}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("DISPLAY", None)
+    process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", "demo://?width=320&height=240",
+                                "--headless", "--output", str(video)], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not video.exists() or video.stat().st_size < 200_000):
+            time.sleep(0.05)  # until well over a hundred frames are on disk
+        assert video.exists() and video.stat().st_size >= 200_000, "the recording did not start"
+        process.send_signal(signal.SIGKILL)
+        stderr = process.communicate(timeout=30)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    if survives:
+        assert frame_count(video) >= 10 and "cannot be opened if the run is killed" not in stderr
+    else:
+        capture = cv2.VideoCapture(str(video))
+        assert not capture.isOpened() or not capture.read()[0]
+        assert f"note: {video.name} cannot be opened if the run is killed" in stderr and "rec.mkv" in stderr
