@@ -23,9 +23,10 @@ from typing import Any, Dict, Hashable, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 from benchmarks import help_text
+from edge.decoders.nms import pairwise_iou
 from edge.errors import EdgeError
 from edge.results import Detections
-from edge.tracking.assignment import box_iou_matrix, linear_assignment
+from edge.tracking.assignment import linear_assignment
 
 #: one frame: (truth ids, truth boxes (N, 4) xyxy, track ids, track boxes (M, 4) xyxy)
 FrameTracks = Tuple[Sequence[Hashable], Any, Sequence[int], Any]
@@ -106,7 +107,7 @@ def _match_frame(truth_ids: List[Hashable], truth_boxes: np.ndarray, track_ids: 
                  last_track: Dict[Hashable, int], min_iou: float) -> Dict[int, int]:
     """Truth row -> track row for one frame, the CLEAR MOT way: a truth object keeps last frame's track
     while their IoU stays >= min_iou; the rest are paired by best total IoU."""
-    iou = box_iou_matrix(truth_boxes, track_boxes)
+    iou = pairwise_iou(truth_boxes, track_boxes, dtype=np.float64)
     column_of_track = {track_id: col for col, track_id in enumerate(track_ids)}
     matched: Dict[int, int] = {}
     for row, truth_id in enumerate(truth_ids):

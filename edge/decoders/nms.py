@@ -10,7 +10,7 @@ deterministic.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
@@ -35,21 +35,13 @@ def _order_best_first(scores: np.ndarray) -> np.ndarray:
 def nms(
     boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float, max_detections: Optional[int] = None
 ) -> np.ndarray:
-    """Greedy NMS: indices (int64) of the kept boxes, best score first.
+    """Greedy class-agnostic NMS: indices (int64) of the kept boxes, best score first.
 
     boxes_xyxy: (N, 4); scores: (N,); iou_threshold: a box is dropped when its IoU with a kept box
-    is > this; max_detections: stop after this many kept boxes (None: no limit).
+    is > this; max_detections: stop after this many kept boxes (None: no limit). The same greedy
+    algorithm as :func:`batched_nms`, which it is, without classes.
     """
-    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    remaining = _order_best_first(scores)
-    kept: List[int] = []
-    limit = len(remaining) if max_detections is None else max_detections
-    while len(remaining) and len(kept) < limit:
-        best = remaining[0]
-        kept.append(int(best))
-        rest = remaining[1:]
-        remaining = rest[iou_one_to_many(boxes[best], boxes[rest]) <= iou_threshold]
-    return np.asarray(kept, dtype=np.int64)
+    return batched_nms(boxes_xyxy, scores, None, iou_threshold, max_detections)
 
 
 # Candidates are taken in blocks of this many, best first: small enough that the block's IoU matrices
@@ -57,10 +49,13 @@ def nms(
 NMS_BLOCK = 256
 
 
-def pairwise_iou(boxes_a_xyxy: np.ndarray, boxes_b_xyxy: np.ndarray) -> np.ndarray:
-    """IoU of every box of (N, 4) ``a`` with every box of (M, 4) ``b``: (N, M) float32; 0 for empty unions."""
-    a = np.asarray(boxes_a_xyxy, dtype=np.float32).reshape(-1, 4)
-    b = np.asarray(boxes_b_xyxy, dtype=np.float32).reshape(-1, 4)
+def pairwise_iou(boxes_a_xyxy: np.ndarray, boxes_b_xyxy: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    """IoU of every box of (N, 4) ``a`` with every box of (M, 4) ``b``: (N, M) of ``dtype``; 0 for empty unions.
+
+    float32 (the default) for NMS on the hot path; the tracker asks for float64.
+    """
+    a = np.asarray(boxes_a_xyxy, dtype=dtype).reshape(-1, 4)
+    b = np.asarray(boxes_b_xyxy, dtype=dtype).reshape(-1, 4)
     inter_w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
     inter_h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
     np.clip(inter_w, 0.0, None, out=inter_w)

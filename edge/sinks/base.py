@@ -57,11 +57,6 @@ class Sink:
         """Frames this output holds so far (None: it keeps nothing)."""
         return None
 
-    def describe_output(self) -> Optional[str]:
-        """``'out.jsonl: 42 frames'`` for outputs that keep frames, else None."""
-        count = self.frames_in_output
-        return None if count is None else f"{getattr(self, 'name', repr(self))}: {count} frames"
-
     def close(self) -> None:
         """Release what the sink holds (files, writers, windows); safe to call more than once."""
         if self._closed:

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from edge.tracking.assignment import box_iou_matrix, hungarian, linear_assignment
+from edge.tracking.assignment import hungarian, linear_assignment
 from edge.tracking.tracker import Tracker
 
-__all__ = ["Tracker", "box_iou_matrix", "hungarian", "linear_assignment"]
+__all__ = ["Tracker", "hungarian", "linear_assignment"]

@@ -16,22 +16,6 @@ _scipy_solver: Optional[object] = None
 _scipy_checked = False
 
 
-def box_iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
-    """(N, M) intersection over union of boxes ``a`` (N, 4) and ``b`` (M, 4), x1 y1 x2 y2 pixels.
-
-    Degenerate boxes (no area) have IoU 0 with everything.
-    """
-    a = np.asarray(a_xyxy, np.float64).reshape(-1, 4)
-    b = np.asarray(b_xyxy, np.float64).reshape(-1, 4)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 def _scipy() -> Optional[object]:
     """SciPy's linear_sum_assignment, or None where SciPy is not installed (checked once)."""
     global _scipy_solver, _scipy_checked

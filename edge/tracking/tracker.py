@@ -14,10 +14,11 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from edge.decoders.nms import pairwise_iou
 from edge.errors import EdgeError
 from edge.results import Detections
 from edge.tracking import kalman
-from edge.tracking.assignment import box_iou_matrix, linear_assignment, linear_assignment_ready
+from edge.tracking.assignment import linear_assignment, linear_assignment_ready
 
 # Unconfirmed tracks have one box of history; ByteTrack matches them with a looser IoU than stage 2.
 _UNCONFIRMED_MATCH_IOU = 0.3
@@ -175,7 +176,7 @@ class Tracker:
         """Optimal IoU matching of tracks (indices) to detections (indices); returns matched index pairs."""
         if len(tracks) == 0 or len(dets) == 0:
             return _EMPTY, _EMPTY
-        cost = 1.0 - box_iou_matrix(track_boxes[tracks], boxes[dets])
+        cost = 1.0 - pairwise_iou(track_boxes[tracks], boxes[dets], dtype=np.float64)
         if self.class_aware:
             cost[self._class_ids[tracks][:, None] != class_ids[dets][None, :]] = np.inf
         # A tiny tolerance so that an IoU of exactly min_iou matches despite 1 - x rounding.

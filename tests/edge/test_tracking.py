@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import edge.tracking.assignment as assignment
+from edge.decoders.nms import pairwise_iou
 from edge.errors import EdgeError
 from edge.results import Classification, Detections
-from edge.tracking import Tracker, box_iou_matrix, hungarian, kalman, linear_assignment
+from edge.tracking import Tracker, hungarian, kalman, linear_assignment
 
 # -- IoU and assignment ----------------------------------------------------------------------
 
@@ -26,10 +27,10 @@ from edge.tracking import Tracker, box_iou_matrix, hungarian, kalman, linear_ass
         ([0, 0, 0, 10], [0, 0, 0, 10], 0.0),  # no area
     ],
 )
-def test_box_iou_matrix_values(a, b, expected):
-    assert box_iou_matrix([a], [b])[0, 0] == pytest.approx(expected)
-    assert box_iou_matrix([a, b], [b, a]).shape == (2, 2)
-    assert box_iou_matrix(np.zeros((0, 4)), [a]).shape == (0, 1)
+def test_pairwise_iou_values_for_tracking(a, b, expected):
+    assert pairwise_iou([a], [b], dtype=np.float64)[0, 0] == pytest.approx(expected)
+    assert pairwise_iou([a, b], [b, a], dtype=np.float64).shape == (2, 2)
+    assert pairwise_iou(np.zeros((0, 4)), [a], dtype=np.float64).shape == (0, 1)
 
 
 def brute_force_min_cost(cost: np.ndarray) -> float:
@@ -91,7 +92,7 @@ def test_scipy_and_numpy_solvers_agree_on_random_iou_tables():
     for _ in range(100):
         a = rng.uniform(0, 100, size=(rng.integers(0, 8), 2))
         b = rng.uniform(0, 100, size=(rng.integers(0, 8), 2))
-        cost = 1 - box_iou_matrix(np.hstack([a, a + 30]), np.hstack([b, b + 30]))
+        cost = 1 - pairwise_iou(np.hstack([a, a + 30]), np.hstack([b, b + 30]), dtype=np.float64)
         fast = linear_assignment(cost, 0.8, use_scipy=True)
         slow = linear_assignment(cost, 0.8, use_scipy=False)
         assert cost[fast].sum() == pytest.approx(cost[slow].sum())
