@@ -75,8 +75,7 @@ class DemoScene:
         self.seed = seed
         rng = np.random.default_rng(seed)
         self._phases = rng.uniform(0, 2 * math.pi, size=8)
-        width, height = size_wh
-        self._background = _background((width + 2 * _PAD_PX, height + 2 * _PAD_PX), rng)
+        self._camera = FilmedLook(size_wh, rng, seed)  # draws the background, then the noise
         astronaut = load_sample("astronaut")
         border = _CARD_BORDER_PX
         self._card = cv2.copyMakeBorder(
@@ -84,9 +83,6 @@ class DemoScene:
         )
         x1, y1, x2, y2 = ASTRONAUT_FACE_XYXY
         self._face_card_xyxy = np.array([x1, y1, x2, y2], np.float64) + border
-        noise = rng.normal(0.0, 4.0, size=(height + _PAD_PX, width + _PAD_PX, 3))
-        self._noise_up = np.clip(noise, 0, 255).astype(np.uint8)
-        self._noise_down = np.clip(-noise, 0, 255).astype(np.uint8)
 
     def card_pose(self, index: int) -> Tuple[float, float, float]:
         """(scale, x offset, y offset) that maps card pixels to frame pixels in frame ``index``."""
@@ -118,22 +114,10 @@ class DemoScene:
 
     def render(self, index: int) -> np.ndarray:
         """Frame ``index`` as (H, W, 3) uint8 BGR; same seed and index give the same bytes."""
-        cv2 = require_cv2("the demo:// source")
-        width, height = self.size_wh
         p = self._phases
-        bx = int(_PAD_PX * (1 + math.sin(index / 97.0 + p[3])))
-        by = int(_PAD_PX * (1 + math.sin(index / 71.0 + p[4])))
-        frame = self._background[by : by + height, bx : bx + width].copy()
+        frame = self._camera.view(index, p[3], p[4])
         self._draw_card(frame, index)
-        contrast = 1.0 + 0.25 * math.sin(index / 23.0 + p[5])
-        brightness = 30.0 * math.sin(index / 37.0 + p[6])
-        # Contrast pivots on mid-grey; addWeighted saturates (convertScaleAbs would mirror negatives).
-        frame = cv2.addWeighted(frame, contrast, frame, 0.0, brightness - 128 * (contrast - 1))
-        rng = np.random.default_rng((self.seed, index))
-        nx, ny = (int(v) for v in rng.integers(0, _PAD_PX, size=2))
-        cv2.add(frame, self._noise_up[ny : ny + height, nx : nx + width], dst=frame)
-        cv2.subtract(frame, self._noise_down[ny : ny + height, nx : nx + width], dst=frame)
-        return frame
+        return self._camera.develop(frame, index, 0.25, 30.0, p[5], p[6])
 
     def _draw_card(self, frame: np.ndarray, index: int) -> None:
         cv2 = require_cv2("the demo:// source")
@@ -156,6 +140,46 @@ class DemoScene:
             borderMode=cv2.BORDER_TRANSPARENT,
         )
         frame[top:bottom, left:right] = patch
+
+
+class FilmedLook:
+    """What makes a demo scene look filmed: a slowly panning background, drifting light, sensor noise.
+
+    Built from the scene's generator (the background, then the noise); ``view`` gives frame ``index``'s
+    window of the background to draw on, ``develop`` applies the light drift and that frame's noise.
+    Same seed and index, same bytes. Shared by the face and the digits scenes.
+    """
+
+    def __init__(self, size_wh: Tuple[int, int], rng: np.random.Generator, seed: int) -> None:
+        width, height = size_wh
+        self.size_wh = size_wh
+        self.seed = seed
+        self.background = _background((width + 2 * _PAD_PX, height + 2 * _PAD_PX), rng)
+        noise = rng.normal(0.0, 4.0, size=(height + _PAD_PX, width + _PAD_PX, 3))
+        self.noise_up = np.clip(noise, 0, 255).astype(np.uint8)
+        self.noise_down = np.clip(-noise, 0, 255).astype(np.uint8)
+
+    def view(self, index: int, phase_x: float, phase_y: float) -> np.ndarray:
+        """A copy of the background window of frame ``index`` (the pan's phases per axis, radians)."""
+        width, height = self.size_wh
+        bx = int(_PAD_PX * (1 + math.sin(index / 97.0 + phase_x)))
+        by = int(_PAD_PX * (1 + math.sin(index / 71.0 + phase_y)))
+        return self.background[by : by + height, bx : bx + width].copy()
+
+    def develop(self, frame: np.ndarray, index: int, contrast_amp: float, brightness_amp: float,
+                phase_contrast: float, phase_brightness: float) -> np.ndarray:
+        """Contrast (1 ± contrast_amp) and brightness (± brightness_amp grey levels) drift, then noise."""
+        cv2 = require_cv2("the demo:// source")
+        width, height = self.size_wh
+        contrast = 1.0 + contrast_amp * math.sin(index / 23.0 + phase_contrast)
+        brightness = brightness_amp * math.sin(index / 37.0 + phase_brightness)
+        # Contrast pivots on mid-grey; addWeighted saturates (convertScaleAbs would mirror negatives).
+        frame = cv2.addWeighted(frame, contrast, frame, 0.0, brightness - 128 * (contrast - 1))
+        rng = np.random.default_rng((self.seed, index))
+        nx, ny = (int(v) for v in rng.integers(0, _PAD_PX, size=2))
+        cv2.add(frame, self.noise_up[ny : ny + height, nx : nx + width], dst=frame)
+        cv2.subtract(frame, self.noise_down[ny : ny + height, nx : nx + width], dst=frame)
+        return frame
 
 
 def _background(size_wh: Tuple[int, int], rng: np.random.Generator) -> np.ndarray:

@@ -164,18 +164,13 @@ class DigitsScene:
     """Renders frame ``index`` of the digits scene for a seed and size; see the module docstring."""
 
     def __init__(self, size_wh: Tuple[int, int] = (1280, 720), seed: int = 0) -> None:
-        from edge.sources.demo import _PAD_PX, _background  # noqa: PLC0415 - demo imports this module lazily
+        from edge.sources.demo import FilmedLook  # noqa: PLC0415 - demo imports this module lazily
 
         self.size_wh = size_wh
         self.seed = seed
         rng = np.random.default_rng((seed, 31))
         self._phases = rng.uniform(0, 2 * math.pi, size=4)
-        width, height = size_wh
-        self._pad = _PAD_PX
-        self._background = _background((width + 2 * _PAD_PX, height + 2 * _PAD_PX), rng)
-        noise = rng.normal(0.0, 4.0, size=(height + _PAD_PX, width + _PAD_PX, 3))
-        self._noise_up = np.clip(noise, 0, 255).astype(np.uint8)
-        self._noise_down = np.clip(-noise, 0, 255).astype(np.uint8)
+        self._camera = FilmedLook(size_wh, rng, seed)
         self._objects: Dict[int, _Digit] = {}
 
     def _object(self, object_id: int) -> _Digit:
@@ -217,22 +212,11 @@ class DigitsScene:
 
     def render(self, index: int) -> np.ndarray:
         """Frame ``index`` as (H, W, 3) uint8 BGR; same seed and index give the same bytes."""
-        cv2 = require_cv2("the demo:// source")
-        width, height = self.size_wh
-        p, pad = self._phases, self._pad
-        bx = int(pad * (1 + math.sin(index / 97.0 + p[0])))
-        by = int(pad * (1 + math.sin(index / 71.0 + p[1])))
-        frame = self._background[by : by + height, bx : bx + width].copy()
+        p = self._phases
+        frame = self._camera.view(index, p[0], p[1])
         for item, top_left in self.placed(index):
             paste_glyph(frame, item.alpha, top_left, item.colour, item.outline)
-        contrast = 1.0 + 0.2 * math.sin(index / 23.0 + p[2])
-        brightness = 25.0 * math.sin(index / 37.0 + p[3])
-        frame = cv2.addWeighted(frame, contrast, frame, 0.0, brightness - 128 * (contrast - 1))
-        rng = np.random.default_rng((self.seed, index))
-        nx, ny = (int(v) for v in rng.integers(0, pad, size=2))
-        cv2.add(frame, self._noise_up[ny : ny + height, nx : nx + width], dst=frame)
-        cv2.subtract(frame, self._noise_down[ny : ny + height, nx : nx + width], dst=frame)
-        return frame
+        return self._camera.develop(frame, index, 0.2, 25.0, p[2], p[3])
 
 
 def _ink_box(item: _Digit, top_left: Tuple[int, int]) -> Tuple[int, int, int, int]:

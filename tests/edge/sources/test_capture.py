@@ -22,9 +22,9 @@ BITS = 6  # frame index written as 6 black/white bars: survives lossy mp4v codin
 SIZE_WH = (192, 96)
 
 
-def write_video(path: Path, frame_count: int) -> None:
-    """An mp4v clip whose frame i shows i in binary as vertical bars."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, SIZE_WH)
+def write_video(path: Path, frame_count: int, fourcc: str = "mp4v") -> None:
+    """A clip (mp4v, or MJPG for .avi) whose frame i shows i in binary as vertical bars."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25.0, SIZE_WH)
     assert writer.isOpened()
     bar_w = SIZE_WH[0] // BITS
     for index in range(frame_count):
@@ -81,16 +81,7 @@ def write_corrupt_avi(path: Path, frame_count: int, corrupt: Sequence[int]) -> N
 
     OpenCV fails to decode each of those once and then goes on with the next frame.
     """
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, SIZE_WH)
-    assert writer.isOpened()
-    bar_w = SIZE_WH[0] // BITS
-    for index in range(frame_count):
-        image = np.zeros((SIZE_WH[1], SIZE_WH[0], 3), np.uint8)
-        for bit in range(BITS):
-            if index >> bit & 1:
-                image[:, bit * bar_w : (bit + 1) * bar_w] = 255
-        writer.write(image)
-    writer.release()
+    write_video(path, frame_count, "MJPG")
     data = bytearray(path.read_bytes())
     starts = [i for i in range(len(data) - 3) if data[i : i + 3] == b"\xff\xd8\xff"]  # JPEG SOI
     assert len(starts) == frame_count
