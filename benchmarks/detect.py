@@ -32,9 +32,7 @@ from benchmarks import help_text
 from benchmarks.stats import brief
 from benchmarks.timing import interleaved_us
 from edge.errors import EdgeError
-
-_CV2_INTERPOLATION = {"linear": "INTER_LINEAR", "nearest": "INTER_NEAREST", "area": "INTER_AREA",
-                      "cubic": "INTER_CUBIC"}
+from edge.preprocess import INTERPOLATION_FLAGS
 
 
 def _letterbox_blob(frame_bgr: np.ndarray, input_wh: Tuple[int, int], pad: int, rgb: bool,
@@ -46,7 +44,7 @@ def _letterbox_blob(frame_bgr: np.ndarray, input_wh: Tuple[int, int], pad: int, 
     ratio = min(input_wh[0] / width, input_wh[1] / height)
     new_wh = (int(round(width * ratio)), int(round(height * ratio)))
     left, top = (input_wh[0] - new_wh[0]) // 2, (input_wh[1] - new_wh[1]) // 2
-    resized = cv2.resize(frame_bgr, new_wh, interpolation=getattr(cv2, _CV2_INTERPOLATION[interpolation]))
+    resized = cv2.resize(frame_bgr, new_wh, interpolation=getattr(cv2, INTERPOLATION_FLAGS[interpolation]))
     canvas = cv2.copyMakeBorder(resized, top, input_wh[1] - new_wh[1] - top, left, input_wh[0] - new_wh[0] - left,
                                 cv2.BORDER_CONSTANT, value=(pad, pad, pad))
     blob = cv2.dnn.blobFromImage(canvas, scalefactor=scale, swapRB=rgb)

@@ -35,8 +35,10 @@ lowest layer: an embedded edge config replaces it, and sidecars, ``--config`` an
 from __future__ import annotations
 
 import ast
+import copy
 from typing import Any, Collection, Dict, List, Optional
 
+from edge.config import PRESETS
 from edge.errors import EdgeError
 from edge.onnxfile import OnnxInfo
 
@@ -160,8 +162,8 @@ def ultralytics_config(info: OnnxInfo, given: Collection[str] = ()) -> Optional[
 
 
 def _preprocess(resize: str) -> Dict[str, Any]:
-    return {"color": "RGB", "resize": resize, "scale": 1 / 255, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0],
-            "pad_value": PAD_VALUE, "interpolation": "linear"}
+    """Ultralytics' input: the 'unit' preset (RGB, pixel / 255), resized as given, grey 114 padding."""
+    return dict(copy.deepcopy(PRESETS["unit"]), resize=resize, pad_value=PAD_VALUE, interpolation="linear")
 
 
 def _detect_decoder(info: OnnxInfo, output: str) -> Dict[str, Any]:

@@ -19,7 +19,8 @@ from edge.errors import EdgeError
 from edge.transform import Transform
 
 _UINT8 = np.dtype(np.uint8)
-_INTERPOLATION_FLAGS = {"linear": "INTER_LINEAR", "nearest": "INTER_NEAREST", "area": "INTER_AREA",
+#: edge config interpolation names -> cv2 flag names
+INTERPOLATION_FLAGS = {"linear": "INTER_LINEAR", "nearest": "INTER_NEAREST", "area": "INTER_AREA",
                         "cubic": "INTER_CUBIC"}
 
 
@@ -146,7 +147,7 @@ class Preprocessor:
 
     def _load_cv2(self) -> Any:
         self._cv2 = require_cv2("preprocessing")
-        self._interpolation = getattr(self._cv2, _INTERPOLATION_FLAGS[self.spec.interpolation])
+        self._interpolation = getattr(self._cv2, INTERPOLATION_FLAGS[self.spec.interpolation])
         return self._cv2
 
     def __call__(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, Transform]:
