@@ -40,7 +40,7 @@ from edge.flags import add_model_fact_arguments, config_overrides  # noqa: E402
 
 EPILOG = """sources: 0 | /dev/video0 | csi://0?width=1280&height=720&fps=30&flip=rotate-180 | rtsp://host/path |
          video.mp4 | image.jpg | folder/ | gst://<pipeline ending in appsink> | demo://?seed=0
-outputs: out.mp4 | out.avi | frames_%05d.jpg | results.jsonl | - (JSON lines on stdout) | display | none
+outputs: out.mp4 | out.mkv | out.avi | frames_%05d.jpg | results.jsonl | - (JSON lines on stdout) | display | none
 examples:
   python -m edge.camera                                   # default model, camera or demo://
   python -m edge.camera --source demo:// --headless --max-frames 100 --output out.mp4 --output -
@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where results go; repeat for several (see below)")
     run.add_argument("--overwrite", action="store_true",
                      help="replace existing .jsonl and video outputs (without it they are refused, never emptied)")
+    run.add_argument("--segment-seconds", type=float, metavar="S",
+                     help="record video outputs as files of S seconds each (out.mp4 -> out_00000.mp4, ...): "
+                     "a kill or power cut loses at most the last one")
     run.add_argument("--headless", action="store_true", help="no window, even where a display exists")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     run.add_argument("--quiet", action="store_true", help="only errors and the summary")
@@ -160,7 +163,8 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
         source_uri = source_uri or "demo://"
     _check_source(source_uri)  # a bad URI fails before the model loads
     # So do bad, duplicated or existing --output paths; sinks create their files on the first frame only.
-    close_sinks(open_sinks(args.output, headless=args.headless, fps=None, overwrite=args.overwrite))
+    close_sinks(open_sinks(args.output, headless=args.headless, fps=None, overwrite=args.overwrite,
+                           segment_s=args.segment_seconds))
     report = None if args.quiet else say
     backend_options = {"report": say if not args.quiet else (lambda line: None)}
     if args.precision:
@@ -185,7 +189,7 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
             say(f"tracking: {tracker!r}")
         with open_source(source_uri) as source:
             sinks = open_sinks(args.output, headless=args.headless, fps=getattr(source, "fps", None),
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, segment_s=args.segment_seconds)
             if not args.quiet:
                 outputs = ", ".join(type(s).__name__ for s in sinks) or "none (add --output)"
                 say(f"source: {source_uri}; outputs: {outputs}")

@@ -15,12 +15,19 @@ from typing import List, Optional, Sequence
 
 from edge.errors import EdgeError
 from edge.sinks.base import OutputWriteError, Sink
-from edge.sinks.files import DEFAULT_VIDEO_FPS, IMAGE_EXTS, VIDEO_FOURCC_BY_EXT, ImageSink, VideoSink
+from edge.sinks.files import (
+    DEFAULT_VIDEO_FPS,
+    IMAGE_EXTS,
+    VIDEO_FOURCC_BY_EXT,
+    ImageSink,
+    SegmentedVideoSink,
+    VideoSink,
+)
 from edge.sinks.jsonl import JSON_EXTS, JsonLinesSink, dumps_line, jsonable
 from edge.sinks.window import WindowSink, display_available, opencv_has_gui
 
 __all__ = ["DEFAULT_VIDEO_FPS", "IMAGE_EXTS", "JSON_EXTS", "VIDEO_FOURCC_BY_EXT", "ImageSink", "JsonLinesSink",
-           "OutputWriteError",
+           "OutputWriteError", "SegmentedVideoSink",
            "Sink", "VideoSink", "WindowSink", "close_sinks", "display_available", "dumps_line", "jsonable",
            "open_sinks", "opencv_has_gui"]
 
@@ -59,7 +66,7 @@ def _refuse_duplicates(specs: Sequence[str]) -> None:
         seen[key] = spec
 
 
-def _sink_for(spec: str, fps: Optional[float], overwrite: bool) -> Optional[Sink]:
+def _sink_for(spec: str, fps: Optional[float], overwrite: bool, segment_s: Optional[float]) -> Optional[Sink]:
     text = spec[len("file://") :] if spec.startswith("file://") else spec
     ext = Path(text).suffix.lower()
     if text.lower() == "none":
@@ -69,6 +76,8 @@ def _sink_for(spec: str, fps: Optional[float], overwrite: bool) -> Optional[Sink
     if ext in JSON_EXTS:
         return JsonLinesSink(text, overwrite=overwrite)
     if ext in VIDEO_FOURCC_BY_EXT:
+        if segment_s is not None:
+            return SegmentedVideoSink(text, segment_s, fps, overwrite=overwrite)
         return VideoSink(text, fps, overwrite=overwrite)
     if "%" in text or ext in IMAGE_EXTS or text.endswith(("/", os.sep)) or Path(text).is_dir():
         return ImageSink(text)
@@ -76,14 +85,16 @@ def _sink_for(spec: str, fps: Optional[float], overwrite: bool) -> Optional[Sink
 
 
 def open_sinks(outputs: Sequence[str], *, headless: bool, fps: Optional[float],
-               overwrite: bool = False) -> List[Sink]:
+               overwrite: bool = False, segment_s: Optional[float] = None) -> List[Sink]:
     """Turn output specs into sinks, checking every path before any processing starts.
 
     outputs: specs such as "-", "out.jsonl", "out.mp4", "out_%05d.jpg", "display", "none"; a
     file given twice is an error. headless: never open a window; without it a window is added
     when a display exists, no display spec was given, and "none" was not given. fps: frame rate
     for video files. overwrite: replace existing non-empty .jsonl and video files (refused
-    without it). Nothing is created here: files are created on the first frame, so calling this
+    without it). segment_s: cut video files into segments of this many seconds (out.mp4 ->
+    out_00000.mp4, ...), so that a kill or power cut loses at most the last one; an error when no
+    video output is given. Nothing is created here: files are created on the first frame, so calling this
     and closing the sinks at once is a side-effect-free check of the outputs.
     """
     specs = [spec.strip() for spec in outputs]
@@ -101,9 +112,12 @@ def open_sinks(outputs: Sequence[str], *, headless: bool, fps: Optional[float],
                 if not any(isinstance(sink, WindowSink) for sink in sinks):  # one window at most
                     sinks.append(WindowSink("edge"))
                 continue
-            sink = _sink_for(spec, fps, overwrite)
+            sink = _sink_for(spec, fps, overwrite, segment_s)
             if sink is not None:
                 sinks.append(sink)
+        if segment_s is not None and not any(isinstance(sink, SegmentedVideoSink) for sink in sinks):
+            raise EdgeError("--segment-seconds cuts video recordings into files, but no video output is given",
+                            "add --output out.mp4 (or .mkv/.avi), or drop --segment-seconds", "--segment-seconds")
         if auto_window and display_available() and opencv_has_gui():
             sinks.append(WindowSink("edge"))
     except BaseException:

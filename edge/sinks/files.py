@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -52,6 +53,9 @@ class VideoSink(Sink):
                 str(path),
             )
         _check_parent(self.path, "video")
+        if "%" in self.path.name:
+            raise EdgeError("a video name with a % field is a pattern for segments",
+                            "add --segment-seconds S to record in segments, or drop the % field", str(path))
         check_overwrite(self.path, overwrite, "video")
         self.name = str(self.path)
         self.fourcc = VIDEO_FOURCC_BY_EXT[ext]
@@ -135,6 +139,107 @@ class VideoSink(Sink):
             written, self.frames_written = self.frames_written, 0
             raise OutputWriteError(f"the video of {written} frames cannot be read back (disk full or I/O error)",
                                    "free space or write to another disk", self.name)
+
+
+def segment_pattern(path: PathLike) -> str:
+    """The file-name pattern of a segmented recording: ``out.mp4`` -> ``out_%05d.mp4``; a name with one
+    integer field (``cam1-%03d.mkv``) is kept as it is."""
+    text = os.fspath(path)
+    if "%" in text:
+        if len(re.findall(r"%0?\d*d", text)) != 1 or text.count("%") != 1:
+            raise EdgeError("the video pattern needs exactly one integer field", "write it like out_%05d.mp4",
+                            text)
+        return text
+    stem = Path(text)
+    return str(stem.with_name(f"{stem.stem}_%05d{stem.suffix}"))
+
+
+class SegmentedVideoSink(Sink):
+    """A recording cut into files of ``segment_s`` seconds of video each, so that a kill or a power cut loses
+    at most the segment being written (every closed segment is a finished, playable file).
+
+    path: ``out.mp4`` (segments ``out_00000.mp4``, ``out_00001.mp4``, ...) or a pattern with one integer
+    field (``out_%03d.mp4``). segment_s: seconds of video per file; a segment holds round(segment_s x fps)
+    frames (at least one). fps and overwrite as for :class:`VideoSink`; without overwrite, existing
+    segments of the same pattern are refused.
+    """
+
+    needs_annotated = True
+
+    def __init__(self, path: PathLike, segment_s: float, fps: Optional[float] = None, *,
+                 overwrite: bool = False) -> None:
+        super().__init__()
+        if not (isinstance(segment_s, (int, float)) and math.isfinite(segment_s) and segment_s > 0):
+            raise EdgeError(f"--segment-seconds must be a positive number of seconds, got {segment_s}",
+                            "give e.g. --segment-seconds 60", "--segment-seconds")
+        self.pattern = self.name = segment_pattern(path)
+        self.overwrite = overwrite
+        first = VideoSink(self.pattern % 0, fps, overwrite=overwrite)  # checks extension, folder, first file
+        self.fps = first.fps
+        self.segment_s = float(segment_s)
+        self.frames_per_segment = max(1, int(round(self.segment_s * self.fps)))
+        if not overwrite:
+            existing = self._existing_segments()
+            if existing:
+                raise EdgeError(f"{len(existing)} segment(s) of this recording already exist ({existing[0].name} ...)",
+                                "add --overwrite to replace them, or choose another name", self.pattern)
+        self._current: Optional[VideoSink] = first
+        self.segments: List[Path] = []  # finished, playable segment files
+        self._finished_frames = 0
+
+    def __repr__(self) -> str:
+        return f"SegmentedVideoSink({self.pattern!r}, segment_s={self.segment_s:g}, fps={self.fps:g})"
+
+    def _existing_segments(self) -> List[Path]:
+        pattern = Path(self.pattern)
+        head, _, tail = pattern.name.partition("%")
+        field = re.match(r"0?\d*d", tail)
+        rest = tail[field.end():] if field else tail
+        regex = re.compile(re.escape(head) + r"\d+" + re.escape(rest) + r"$")
+        folder = pattern.parent
+        try:
+            names = sorted(os.listdir(str(folder)))
+        except OSError:
+            return []
+        return [folder / name for name in names if regex.match(name) and (folder / name).stat().st_size > 0]
+
+    @property
+    def crash_note(self) -> Optional[str]:
+        """What a kill or power cut can cost: at most the segment being written."""
+        return (f"note: recording in {self.segment_s:g} s segments ({self.pattern}): a kill or power cut loses "
+                "at most the segment being written")
+
+    @property
+    def frames_in_output(self) -> Optional[int]:
+        """Frames in the finished segments plus the one being written."""
+        current = self._current.frames_written if self._current is not None else 0
+        return self._finished_frames + current
+
+    def preflight(self) -> None:
+        """As VideoSink: stop while the disk has room for the open segment's index."""
+        if self._current is not None:
+            self._current.preflight()
+
+    def _finish_segment(self) -> None:
+        segment, self._current = self._current, None
+        if segment is None:
+            return
+        try:
+            segment.close()
+        finally:
+            self._finished_frames += segment.frames_written
+            if segment.frames_written:
+                self.segments.append(segment.path)
+
+    def _write(self, frame: Frame, annotated: Optional[np.ndarray], record: Dict[str, Any]) -> bool:
+        if self._current is not None and self._current.frames_written >= self.frames_per_segment:
+            self._finish_segment()
+        if self._current is None:
+            self._current = VideoSink(self.pattern % len(self.segments), self.fps, overwrite=self.overwrite)
+        return self._current.write(frame, annotated, record)
+
+    def _close(self) -> None:
+        self._finish_segment()
 
 
 def _readable(cv2: Any, path: Path) -> bool:

@@ -350,3 +350,33 @@ def test_recording_killed_with_sigkill(tmp_path, suffix, survives):
         capture = cv2.VideoCapture(str(video))
         assert not capture.isOpened() or not capture.read()[0]
         assert f"note: {video.name} cannot be opened if the run is killed" in stderr and "rec.mkv" in stderr
+
+
+def test_segmented_mp4_recording_killed_with_sigkill_loses_at_most_the_last_segment(tmp_path):
+    """--segment-seconds: every segment but the one being written when SIGKILL lands opens and holds
+    exactly its share of frames, and the frames run on from one segment to the next."""
+    import signal
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("DISPLAY", None)
+    pattern = str(tmp_path / "rec_%05d.mp4")
+    process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", "demo://?width=320&height=240&fps=20",
+                                "--headless", "--output", str(tmp_path / "rec.mp4"), "--segment-seconds", "0.5"],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not os.path.exists(pattern % 4):
+            time.sleep(0.02)  # until four segments are finished and a fifth is being written
+        assert os.path.exists(pattern % 4), "the recording did not reach its fifth segment"
+        process.send_signal(signal.SIGKILL)
+        stderr = process.communicate(timeout=30)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    assert "recording in 0.5 s segments" in stderr and "cannot be opened if the run is killed" not in stderr
+    segments = sorted(tmp_path.glob("rec_*.mp4"))
+    assert len(segments) >= 5
+    for segment in segments[:-1]:
+        assert frame_count(segment) == 10, segment.name  # 0.5 s at 20 fps

@@ -22,6 +22,7 @@ from edge.sinks import (
     VIDEO_FOURCC_BY_EXT,
     ImageSink,
     JsonLinesSink,
+    SegmentedVideoSink,
     Sink,
     VideoSink,
     WindowSink,
@@ -657,3 +658,57 @@ def test_video_on_a_nearly_full_disk_stops_with_an_error_and_stays_playable(tiny
     assert sink.frames_written > 0
     count, frames = read_video(path)
     assert len(frames) == sink.frames_written == sink.frames_in_output
+
+
+# --- segmented recording (--segment-seconds) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name, expected", [("rec.mp4", "rec_%05d.mp4"), ("cam-%03d.mkv", "cam-%03d.mkv")])
+def test_segmented_video_splits_every_n_seconds_into_playable_files(tmp_path, name, expected):
+    sink = SegmentedVideoSink(tmp_path / name, 0.5, fps=10)  # 5 frames a segment
+    with sink:
+        for index in range(12):
+            assert sink.write(make_frame(index), None, {}) is True
+            assert sink.frames_in_output == index + 1
+    pattern = str(tmp_path / expected)
+    assert sink.pattern == pattern and sink.frames_per_segment == 5
+    assert sink.segments == [Path(pattern % k) for k in range(3)]
+    assert sorted(os.listdir(tmp_path)) == sorted(Path(pattern % k).name for k in range(3))
+    counts, levels = [], []
+    for segment in sink.segments:
+        _, frames = read_video(segment)
+        counts.append(len(frames))
+        levels += [float(image.mean()) for image in frames]
+    assert counts == [5, 5, 2] and sink.frames_in_output == 12
+    expected = [float(make_frame(i).image.mean()) for i in range(12)]
+    assert np.abs(np.array(levels) - expected).max() < 12  # in order, none lost (lossy codec)
+
+
+def test_segmented_video_refuses_existing_segments_unless_overwrite(tmp_path):
+    (tmp_path / "rec_00003.mp4").write_bytes(b"old")
+    (tmp_path / "rec_final.mp4").write_bytes(b"not a segment")
+    with pytest.raises(EdgeError, match=r"1 segment\(s\) of this recording already exist.*--overwrite"):
+        SegmentedVideoSink(tmp_path / "rec.mp4", 1.0, fps=10)
+    SegmentedVideoSink(tmp_path / "rec.mp4", 1.0, fps=10, overwrite=True).close()
+    assert (tmp_path / "rec_00003.mp4").read_bytes() == b"old"  # the check alone changes nothing
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf")])
+def test_segmented_video_refuses_a_bad_length(tmp_path, seconds):
+    with pytest.raises(EdgeError, match="--segment-seconds must be a positive number"):
+        SegmentedVideoSink(tmp_path / "rec.mp4", seconds, fps=10)
+
+
+def test_segment_flags_that_cannot_work_are_refused(tmp_path, no_display):
+    with pytest.raises(EdgeError, match="no video output is given"):
+        open_sinks([str(tmp_path / "r.jsonl")], headless=True, fps=None, segment_s=10)
+    with pytest.raises(EdgeError, match="pattern for segments.*--segment-seconds"):
+        open_sinks([str(tmp_path / "r_%03d.mp4")], headless=True, fps=None)
+    with pytest.raises(EdgeError, match="one integer field"):
+        open_sinks([str(tmp_path / "r_%s.mp4")], headless=True, fps=None, segment_s=10)
+    sinks = open_sinks([str(tmp_path / "r.mkv"), str(tmp_path / "r.jsonl")], headless=True, fps=25, segment_s=2)
+    assert [type(sink).__name__ for sink in sinks] == ["SegmentedVideoSink", "JsonLinesSink"]
+    assert sinks[0].frames_per_segment == 50
+    for sink in sinks:
+        sink.close()
+    assert os.listdir(tmp_path) == []
