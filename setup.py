@@ -6,6 +6,12 @@ from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
 
+
+def renamed_packages(folder, name):
+    """The packages of a repository folder, renamed: export, export.commands -> edge_export, edge_export.commands."""
+    return [name + package[len(folder):] for package in find_packages(include=[folder, folder + ".*"])]
+
+
 setup(
     name="edge",
     version="0.1.0",
@@ -14,15 +20,25 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.8",
-    packages=find_packages(include=["edge", "edge.*", "export", "export.*", "benchmarks", "benchmarks.*"])
-    + ["edge._zoo"],
-    # The model zoo lives at the repository root (models/) and is installed as edge/_zoo, so the
+    # The folders keep the names the design card gives them (export/, benchmarks/: `python -m export`
+    # in a checkout), but are installed under names that belong to edge, so that no other project's
+    # module called "export" or "benchmarks" collides with them in site-packages. Code inside them
+    # imports its siblings relatively. The model zoo (models/) is installed as edge/_zoo, so the
     # default model is found wherever edge is installed.
-    package_dir={"edge._zoo": "models"},
+    packages=find_packages(include=["edge", "edge.*"])
+    + ["edge._zoo"] + renamed_packages("export", "edge_export") + renamed_packages("benchmarks", "edge_benchmarks"),
+    package_dir={"edge._zoo": "models", "edge_export": "export", "edge_benchmarks": "benchmarks"},
     package_data={
         "edge": ["data/samples/*.jpg", "data/samples/*.md"],
-        "benchmarks": ["schema.json", "SCHEMA.md"],
+        "edge_benchmarks": ["schema.json", "SCHEMA.md"],
         "edge._zoo": ["manifest.json", "*/*.onnx", "*/*.json", "*/README.md", "*/LICENSE"],
+    },
+    entry_points={
+        "console_scripts": [
+            "edge-camera = edge.camera:main",
+            "edge-export = edge_export.__main__:main",
+            "edge-bench = edge_benchmarks.__main__:main",
+        ],
     },
     # OpenCV is never a hard dependency: on a Jetson, pip's opencv-python would shadow JetPack's
     # GStreamer-enabled OpenCV. Install the 'cpu' extra on laptops and CI, not on a board; a board

@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
-from benchmarks import help_text
 from edge.errors import EdgeError
+from edge.flags import program_name
+
+from . import help_text
 
 DEFAULT_OUT = Path("benchmarks") / "results"
 QUICK = {"count": 50, "warmup": 5, "warmup_s": 1.0, "pipeline_frames": 30}
@@ -80,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The suite's flags (compare has its own parser in benchmarks.compare)."""
     from edge.flags import add_model_fact_arguments
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=help_text(__doc__),
+    prog = program_name(__package__, "edge-bench")
+    parser = argparse.ArgumentParser(prog=prog, description=help_text(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="python -m benchmarks compare A.json B.json: compare two runs")
+                                     epilog=f"{prog} compare A.json B.json: compare two runs")
     what = parser.add_argument_group("what to run")
     what.add_argument("--quick", action="store_true",
                       help=f"the two shipped models, {QUICK['count']} samples per layer (tests and CI)")
@@ -122,12 +125,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the suite (or ``compare``); the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["compare"]:
-        from benchmarks import compare
+        from . import compare
 
         return compare.main(argv[1:])
     args = build_parser().parse_args(argv)
-    from benchmarks import suite
     from edge.flags import config_overrides
+
+    from . import suite
 
     try:
         models = [] if args.model and not args.models else suite.select_models(args.models, quick=args.quick)
@@ -158,7 +162,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = "python -m benchmarks" + "".join(" " + shlex.quote(a) for a in argv)
     results = suite.run_suite(models, args.backends, options, command=command, progress=Progress(),
                               log=log_lines.append)
-    from benchmarks import report
+    from . import report
 
     try:
         written = report.write_all(results, out_dir)

@@ -24,9 +24,11 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from benchmarks.report import SCHEMA_ID, fmt_ms, validate
-from benchmarks.stats import significant_change
 from edge.config import loads_json
+from edge.flags import program_name
+
+from .report import SCHEMA_ID, fmt_ms, validate
+from .stats import significant_change
 
 Key = Tuple[str, str]
 ENV_KEYS = ("cpu", "cores", "threads", "onnxruntime", "tensorrt", "cuda", "torch", "numpy")
@@ -180,7 +182,7 @@ def load_results(path: Path) -> Dict[str, Any]:
 def main(argv: Optional[List[str]] = None) -> int:
     """The ``compare`` command: print the table; 0, 1 on a significant regression with --fail-on-regression, 2 on
     bad inputs."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks compare",
+    parser = argparse.ArgumentParser(prog=f"{program_name(__package__, 'edge-bench')} compare",
                                      description="Compare two edgebench/1 runs: B against A, by (model, backend).")
     parser.add_argument("a", type=Path, help="the reference run's results.json")
     parser.add_argument("b", type=Path, help="the new run's results.json")

@@ -25,9 +25,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from benchmarks import help_text
-from benchmarks.stats import brief
-from benchmarks.timing import empty_call_overhead_us, interleaved_us
+from . import help_text
+from .stats import brief
+from .timing import empty_call_overhead_us, interleaved_us
 
 IMAGENET = {"task": "classify", "preprocess": {"color": "RGB", "resize": "center_crop", "scale": 1 / 255,
                                                "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
@@ -168,7 +168,7 @@ def report(results: Dict[str, Any]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run all three measurements and print Markdown (and JSON with --json)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.core", description=help_text(__doc__))
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.core", description=help_text(__doc__))
     parser.add_argument("--count", type=int, default=300, help="samples per measurement (default 300)")
     parser.add_argument("--frames", type=int, default=300, help="frames for the camera run (default 300)")
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: ORT's choice)")

@@ -24,9 +24,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from benchmarks import help_text
-from benchmarks.stats import brief
-from benchmarks.timing import sample_us
+from . import help_text
+from .stats import brief
+from .timing import sample_us
 
 INPUT_WH = (640, 640)
 THRESHOLD = 0.25
@@ -122,7 +122,7 @@ def report(rows: List[Dict[str, Any]]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Measure and print the Markdown table (and JSON with --json)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.decode", description=help_text(__doc__))
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.decode", description=help_text(__doc__))
     parser.add_argument("--count", type=int, default=300, help="timed calls per case (default 300)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)

@@ -28,11 +28,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from benchmarks import help_text
-from benchmarks.stats import brief
-from benchmarks.timing import interleaved_us
 from edge.errors import EdgeError
 from edge.preprocess import INTERPOLATION_FLAGS
+
+from . import help_text
+from .stats import brief
+from .timing import interleaved_us
 
 
 def _letterbox_blob(frame_bgr: np.ndarray, input_wh: Tuple[int, int], pad: int, rgb: bool,
@@ -184,7 +185,7 @@ def report(row: Dict[str, Any]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Measure and print the table (and JSON with --json)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.detect", description=help_text(__doc__))
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.detect", description=help_text(__doc__))
     parser.add_argument("--model", help="a zoo name or .onnx with a yolo decoder (default: digit_detector)")
     parser.add_argument("--count", type=int, default=300, help="interleaved rounds (default 300)")
     parser.add_argument("--threshold", type=float, help="score threshold for every path (default: the model's)")

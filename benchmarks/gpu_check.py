@@ -28,10 +28,13 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from benchmarks import help_text  # noqa: E402
-from benchmarks.stats import brief  # noqa: E402
+if __package__:  # python -m benchmarks.gpu_check, or the installed edge_benchmarks.gpu_check
+    from . import help_text
+    from .stats import brief
+else:  # python benchmarks/gpu_check.py, from anywhere
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import help_text
+    from benchmarks.stats import brief
 from edge.config import InputSpec, PreprocessSpec  # noqa: E402
 from edge.cuda import available_layers, open_cuda  # noqa: E402
 from edge.cuda.gpu_preprocess import GpuPreprocessor, reference_preprocess, tolerance  # noqa: E402

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from benchmarks.report import LAYER_INCLUDES
+from .report import LAYER_INCLUDES
 
 MISSING = "matplotlib is not installed (pip install matplotlib)"
 

@@ -301,7 +301,7 @@ def write_all(results: Dict[str, Any], out_dir: Path) -> List[Path]:
     if errors:
         raise ValueError(f"not writing invalid {SCHEMA_ID} results ({len(errors)} problems):\n  "
                          + "\n  ".join(errors[:20]))
-    from benchmarks.plots import write_plots
+    from .plots import write_plots
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,11 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks import torch_baseline
-from benchmarks.environment import capture, clock_snapshot, run_stability
-from benchmarks.stats import ratio_ci
-from benchmarks.timing import empty_call_overhead_us
-from benchmarks.worker import base_row
+from . import torch_baseline
+from .environment import capture, clock_snapshot, run_stability
+from .stats import ratio_ci
+from .timing import empty_call_overhead_us
+from .worker import base_row
 
 BASELINE = "onnxruntime-cpu"
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,7 +197,7 @@ def run_worker(spec: Dict[str, Any], timeout_s: float, log: Callable[[str], None
     row = base_row(spec)
     payload = json.dumps({k: v for k, v in spec.items() if k != "verdict"})
     try:
-        done = subprocess.run([sys.executable, "-m", "benchmarks.worker"], input=payload, capture_output=True,
+        done = subprocess.run([sys.executable, "-m", f"{__package__}.worker"], input=payload, capture_output=True,
                               text=True, timeout=timeout_s, env=_env())
     except subprocess.TimeoutExpired as exc:
         log(f"[{spec['model']} {spec['backend']}] timed out\n{exc.stderr or ''}")

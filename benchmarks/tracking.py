@@ -22,11 +22,12 @@ from typing import Any, Dict, Hashable, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from benchmarks import help_text
 from edge.decoders.nms import pairwise_iou
 from edge.errors import EdgeError
 from edge.results import Detections
 from edge.tracking.assignment import linear_assignment
+
+from . import help_text
 
 #: one frame: (truth ids, truth boxes (N, 4) xyxy, track ids, track boxes (M, 4) xyxy)
 FrameTracks = Tuple[Sequence[Hashable], Any, Sequence[int], Any]
@@ -196,7 +197,7 @@ def _score_input(tracked: Detections, truth: Dict[str, Any]) -> FrameTracks:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point: prints the score (stdout, one line; --json for the counts); 2 on a user error."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tracking", description=help_text(__doc__))
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.tracking", description=help_text(__doc__))
     parser.add_argument("--source", default="demo://", help="a source with truth (default demo://)")
     parser.add_argument("--model", help="a detector: .onnx file or zoo name (default: the face detector)")
     parser.add_argument("--backend", default="auto", help="as in python -m edge.camera (default auto)")

@@ -30,10 +30,11 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from benchmarks.environment import clock_snapshot, on_jetson, run_stability
-from benchmarks.stats import run_until, summarize
-from benchmarks.tegrastats import TegrastatsSampler
 from edge.errors import EdgeError
+
+from .environment import clock_snapshot, on_jetson, run_stability
+from .stats import run_until, summarize
+from .tegrastats import TegrastatsSampler
 
 INCLUDES = {
     "compute": "GPU compute only, between CUDA events (the backend's own timing)",
@@ -68,7 +69,7 @@ def load_model(spec: Dict[str, Any]) -> Any:
     backend = spec["backend"]
     if backend != "torch-cpu":
         return Model(spec["path"], backend=backend, threads=spec.get("threads"), config=spec.get("config"))
-    from benchmarks.torch_baseline import TorchEagerBackend
+    from .torch_baseline import TorchEagerBackend
 
     # Model needs a registered backend; build it on the lightest one, then replace that backend before
     # anything is timed (its load time is excluded: the torch backend's prepare() is timed on its own).

@@ -1,4 +1,4 @@
-"""The command-line vocabulary for model facts, shared by ``python -m edge.camera`` and ``python -m export``.
+"""The command-line vocabulary for model facts, shared by ``python -m edge.camera`` and ``edge-export``.
 
 The same flag means the same thing everywhere: ``--task``, ``--labels``, ``--preset``,
 ``--color``, ``--scale``, ``--mean``, ``--std``, ``--resize``, ``--layout`` and ``--config``.
@@ -8,10 +8,20 @@ The same flag means the same thing everywhere: ``--task``, ``--labels``, ``--pre
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any, Dict, List
 
 from edge.config import PRESETS
 from edge.errors import EdgeError
+
+
+def program_name(package: str, script: str) -> str:
+    """The command as the user started it, for --help and messages: ``script`` (``edge-export``) when run
+    through the installed console script, ``python -m <package>`` otherwise (``python -m export`` in a
+    checkout, ``python -m edge_export`` where the package is installed)."""
+    launched = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return script if os.path.splitext(launched)[0] == script else f"python -m {package}"
 
 
 def floats(text: str) -> List[float]:

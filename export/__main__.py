@@ -13,6 +13,7 @@ import sys
 from typing import List, Optional
 
 from edge.errors import EdgeError
+from edge.flags import program_name
 
 COMMANDS = ("onnx", "inspect", "verify", "engine", "deepstream", "triton")
 
@@ -24,11 +25,12 @@ def _plain(doc: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with one sub-command per module in export/commands/."""
-    parser = argparse.ArgumentParser(prog="python -m export", description=_plain(__doc__.split("\n\n")[0]))
+    parser = argparse.ArgumentParser(prog=program_name(__package__, "edge-export"),
+                                     description=_plain(__doc__.split("\n\n")[0]))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for name in COMMANDS:
-        module = importlib.import_module(f"export.commands.{name}")
+        module = importlib.import_module(f".commands.{name}", __package__)
         sub = commands.add_parser(name, help=_plain(module.HELP), description=_plain(module.__doc__ or ""),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)

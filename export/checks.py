@@ -116,7 +116,8 @@ def parity(onnx_path: Path, runner: Runner, framework: str, inputs: Dict[str, Li
     data-dependent count) are compared as unordered rows (export/rowmatch.py).
     """
     from edge.backends import create_backend
-    from export.compare import TOLERANCES, _failed, combine, compare, passed
+
+    from .compare import TOLERANCES, _failed, combine, compare, passed
 
     tolerance = TOLERANCES[tolerance_name]
     report = ParityReport(framework, {k: len(v) for k, v in inputs.items()}, tolerance_name)

@@ -182,7 +182,7 @@ def compare(reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray],
     Returns one OutputStats per reference output (in reference order), then one failed entry
     per output the candidate has that the reference lacks.
     """
-    from export.rowmatch import compare_table
+    from .rowmatch import compare_table
 
     table = [n for n in unordered if n in reference and n in candidate]
     table_stats: Dict[str, OutputStats] = {}

@@ -14,7 +14,8 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edge.errors import EdgeError, MissingDependency
-from export.nested import leaves
+
+from .nested import leaves
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 

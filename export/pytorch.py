@@ -20,7 +20,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from edge.errors import EdgeError, MissingDependency
-from export.nested import check_leaves_are_tensors, final_names, is_flat, leaf_names, leaves, select
+
+from .nested import check_leaves_are_tensors, final_names, is_flat, leaf_names, leaves, select
 
 TORCH_FIX = "pip install torch (on a training machine; the board only needs the exported .onnx)"
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")

@@ -95,3 +95,51 @@ def test_the_cuda_majors_of_the_test_extra_agree(setup_kwargs):
         nvrtc = next(r for r in chosen if r.name.startswith("nvidia-cuda-nvrtc"))
         major = 12 if nvrtc.name.endswith("-cu12") else 13
         assert python_req.specifier.contains(f"{major}.9.0") and not python_req.specifier.contains(f"{major + 1}.0")
+
+
+def test_export_and_benchmarks_are_installed_under_names_that_belong_to_edge(setup_kwargs):
+    """The folders keep their names (export/, benchmarks/), but site-packages gets edge, edge_export and
+    edge_benchmarks only: a top-level 'export' or 'benchmarks' would collide with any other project's."""
+    packages = setup_kwargs["packages"]
+    assert {name.split(".")[0] for name in packages} == {"edge", "edge_export", "edge_benchmarks"}
+    assert {"edge_export", "edge_export.commands", "edge_benchmarks"} <= set(packages)
+    folders = setup_kwargs["package_dir"]
+    for package in packages:
+        top = package.split(".")[0]
+        if top in folders:  # every renamed package maps onto a real folder of the checkout
+            folder = ROOT / folders[top] / Path(*package.split(".")[1:])
+            assert (folder / "__init__.py").is_file(), package
+    assert "edge_benchmarks" in setup_kwargs["package_data"] and "benchmarks" not in setup_kwargs["package_data"]
+
+
+def test_installed_code_never_imports_its_own_folder_by_the_checkout_name():
+    """Inside export/ and benchmarks/ siblings are imported relatively: 'from export.x' works in a checkout and
+    breaks once installed as edge_export."""
+    offenders = []
+    for folder in ("export", "benchmarks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            if path.name == "gpu_check.py":  # also a script: its absolute imports sit behind `if __package__`
+                text = text.split("else:  # python benchmarks/gpu_check.py", 1)[0]
+            if re.search(rf"^\s*(from|import) {folder}(\.|\s)", text, re.M) or f'"{folder}.' in text:
+                offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders
+
+
+@pytest.mark.parametrize("script", ["edge-camera", "edge-export", "edge-bench"])
+def test_console_scripts_point_at_real_entry_points(setup_kwargs, script):
+    import importlib
+
+    entries = dict(line.split(" = ") for line in setup_kwargs["entry_points"]["console_scripts"])
+    module, function = entries[script].split(":")
+    module = module.replace("edge_export", "export").replace("edge_benchmarks", "benchmarks")  # the checkout
+    assert callable(getattr(importlib.import_module(module), function))
+
+
+def test_program_names_follow_how_the_command_was_started(monkeypatch):
+    from edge.flags import program_name
+
+    monkeypatch.setattr("sys.argv", ["/venv/bin/edge-export", "onnx"])
+    assert program_name("edge_export", "edge-export") == "edge-export"
+    monkeypatch.setattr("sys.argv", ["/repo/export/__main__.py", "onnx"])
+    assert program_name("export", "edge-export") == "python -m export"

@@ -19,7 +19,8 @@ from pathlib import Path
 from edge.flags import add_model_fact_arguments, config_overrides
 from edge.model import resolve_config
 from edge.onnxfile import read_onnx
-from export.deepstream import PRECISIONS, write_deepstream
+
+from ..deepstream import PRECISIONS, write_deepstream
 
 HELP = "write a DeepStream nvinfer config and labels file for a model"
 

@@ -23,7 +23,8 @@ import numpy as np
 from edge.config import METADATA_KEY, EdgeConfig, load_json
 from edge.errors import EdgeError
 from edge.onnxfile import load_onnx, read_onnx
-from export.tflite import sha256_file
+
+from ..tflite import sha256_file
 
 HELP = "show a model's tensors, operators, parameters, FLOPs, edge config and provenance"
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")

@@ -102,17 +102,17 @@ def convert(args: argparse.Namespace, kind: str, partial: Dict[str, Any], scratc
     outputs = _names(args.output_names)
     keep = _names(args.keep_outputs)
     if kind in ("pytorch", "torchscript", "keras"):
-        from export.pytorch import input_shape_from, pytorch_runner, pytorch_to_onnx
+        from ..pytorch import input_shape_from, pytorch_runner, pytorch_to_onnx
 
         if kind == "keras":
-            from export.keras import keras_input_shape, keras_runner, load_keras
+            from ..keras import keras_input_shape, keras_runner, load_keras
 
             module = load_keras(Path(args.source))
             shape = input_shape_from(args.input_shape, None) if args.input_shape else keras_input_shape(module)
             kept = pytorch_to_onnx(module, destination, shape, opset=args.opset, dynamic_batch=args.dynamic_batch,
                                    input_name=args.input_name, output_names=outputs, keep_outputs=keep)
             return destination, keras_runner(module, kept), "Keras"
-        from export.pytorch import load_pytorch
+        from ..pytorch import load_pytorch
 
         module = load_pytorch(args.source, args.weights)
         shape = input_shape_from(args.input_shape, (partial.get("input") or {}).get("shape"))
@@ -123,7 +123,7 @@ def convert(args: argparse.Namespace, kind: str, partial: Dict[str, Any], scratc
         raise EdgeError(f"--weights, --input-shape, --dynamic-batch, --output-names and --keep-outputs apply to "
                         f"PyTorch and Keras, not to a {kind} source", fix="drop them", where="export onnx")
     if kind == "tflite":
-        from export.tflite import tflite_runner, tflite_to_onnx
+        from ..tflite import tflite_runner, tflite_to_onnx
 
         tflite_to_onnx(Path(args.source), destination)
         return destination, tflite_runner(Path(args.source)), "TFLite"
@@ -145,7 +145,8 @@ def finish_config(partial: Dict[str, Any], onnx_path: Path, where: str, activati
     from edge.decoders import build_decoder
     from edge.model import check_against_graph, complete_from_graph
     from edge.onnxfile import load_onnx, read_onnx
-    from export.activation import resolve_activation
+
+    from ..activation import resolve_activation
 
     info = read_onnx(onnx_path)
     data = complete_from_graph(merge(_starting_config(info, partial), partial), info)
@@ -185,8 +186,9 @@ def run(args: argparse.Namespace) -> int:
     """Convert, check, write; prints one short report."""
     from edge.files import check_writable_target, replace_file
     from edge.onnxfile import canonicalize, load_onnx, save_atomic, write_metadata
-    from export.checks import simplify, structural_checks
-    from export.tflite import sha256_file
+
+    from ..checks import simplify, structural_checks
+    from ..tflite import sha256_file
 
     kind = source_kind(args.source)
     output = args.output or Path(Path(args.source.split(":")[0]).stem + ".onnx")
@@ -291,7 +293,7 @@ def _load_check(staged: Path, where: str, allow: bool) -> Tuple[bool, List[str]]
 
 def _parity(args: argparse.Namespace, runner: Optional[Any], framework: str, config: EdgeConfig, staged: Path,
             kind: str) -> Tuple[List[str], bool]:
-    from export.checks import parity, parity_inputs
+    from ..checks import parity, parity_inputs
 
     if args.no_parity:
         return ["parity: skipped (--no-parity)"], True

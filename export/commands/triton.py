@@ -20,7 +20,8 @@ from pathlib import Path
 from edge.flags import add_model_fact_arguments, config_overrides
 from edge.model import resolve_config
 from edge.onnxfile import read_onnx
-from export.triton import ACCELERATOR_PRECISIONS, KINDS, write_triton_entry
+
+from ..triton import ACCELERATOR_PRECISIONS, KINDS, write_triton_entry
 
 HELP = "write a Triton model-repository entry (config.pbtxt + model) for a model"
 

@@ -31,8 +31,9 @@ from edge.config import EdgeConfig
 from edge.errors import EdgeError
 from edge.model import resolve_config
 from edge.onnxfile import OnnxInfo, read_onnx
-from export.checks import dynamic_row_outputs
-from export.compare import TOLERANCES, Tolerance, combine, compare, format_table, passed
+
+from ..checks import dynamic_row_outputs
+from ..compare import TOLERANCES, Tolerance, combine, compare, format_table, passed
 
 HELP = "run the same inputs through several backends and compare every output"
 
