@@ -46,16 +46,33 @@ def read_image(path: Path) -> np.ndarray:
 
 
 class ImageFilesSource(Source):
-    """Images from a list of files, each delivered once per pass, in the given order."""
+    """Images from a list of files, each delivered once per pass, in the given order.
+
+    One image that does not decode is an error; in a folder such files are skipped and counted in
+    ``skipped_frames``, like a corrupt frame in a video.
+    """
 
     def __init__(self, paths: List[Path], uri: str, loop: int = 0) -> None:
         super().__init__(uri)
         self._paths = paths
         self._loops_left = loop
         self._position = 0
-        first = read_image(paths[0])
+        first = read_image(paths[0]) if len(paths) == 1 else self._first_decodable()
         self._first: Optional[np.ndarray] = first
         self.size_wh = (int(first.shape[1]), int(first.shape[0]))
+
+    def _first_decodable(self) -> np.ndarray:
+        """In a folder, undecodable files are skipped (and counted); only a folder with none that decode fails."""
+        for index, path in enumerate(self._paths):
+            try:
+                image = read_image(path)
+            except EdgeError:
+                continue
+            skipped, self._paths = index, self._paths[index:]
+            self.skipped_frames += skipped
+            return image
+        raise EdgeError(f"none of the {len(self._paths)} images in folder {self.uri} can be decoded",
+                        fix="check that they open in an image viewer", where="source")
 
     def _grab(self, timeout_s: Optional[float]) -> Optional[Grabbed]:
         if self._position == len(self._paths):
@@ -69,7 +86,15 @@ class ImageFilesSource(Source):
             image = self._first
             self._first = None if len(self._paths) > 1 else image  # a single image is kept for loops
         else:
-            image = read_image(self._paths[self._position])
+            while True:  # a file of a folder that does not decode is skipped and counted, as a corrupt video frame
+                try:
+                    image = read_image(self._paths[self._position])
+                    break
+                except EdgeError:
+                    self.skipped_frames += 1
+                    self._position += 1
+                    if self._position == len(self._paths):
+                        return self._grab(timeout_s)
         self._position += 1
         return image.copy() if len(self._paths) == 1 else image, now_s(), {}
 

@@ -73,13 +73,21 @@ def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
         open_source(str(tmp_path / "bad.jpg"))
 
 
-def test_unreadable_image_in_a_folder_names_the_file(tmp_path: Path) -> None:
-    write_images(tmp_path, ["1.png"])
-    (tmp_path / "2.png").write_bytes(b"truncated")
-    with open_source(str(tmp_path)) as source:
-        assert source.read() is not None
-        with pytest.raises(EdgeError, match="cannot decode image .*2.png"):
-            source.read()
+def test_undecodable_images_in_a_folder_are_skipped_and_counted(tmp_path: Path) -> None:
+    """Like a corrupt frame in a video (issue 9, item 5): the run goes on, the summary counts them."""
+    write_images(tmp_path, ["2.png", "4.png"])
+    for name in ("1.png", "3.png", "5.png"):
+        (tmp_path / name).write_bytes(b"truncated")
+    with open_source(str(tmp_path), loop=1) as source:
+        values = [int(frame.image[0, 0, 0]) for frame in source]
+        assert values == [10, 20, 10, 20] and source.skipped_frames == 5  # 3 in the first pass, 2 in the second
+
+
+def test_a_folder_where_nothing_decodes_fails(tmp_path: Path) -> None:
+    for name in ("1.png", "2.jpg"):
+        (tmp_path / name).write_bytes(b"truncated")
+    with pytest.raises(EdgeError, match="none of the 2 images in folder .* can be decoded"):
+        open_source(str(tmp_path))
 
 
 @pytest.mark.parametrize("files", [[], ["readme.txt"]])
