@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parity-samples", type=int, default=8, metavar="N",
                         help="random inputs for the parity check, besides the shipped sample images (default 8)")
     parser.add_argument("--no-parity", action="store_true", help="skip the parity check (not recommended)")
+    parser.add_argument("--converter", choices=["auto", "tflite2onnx", "tf2onnx"], default="auto",
+                        help="TFLite sources: auto (tflite2onnx; tf2onnx where tflite2onnx lacks an operator and "
+                        "tf2onnx is installed), tflite2onnx, or tf2onnx (needs TensorFlow)")
     parser.add_argument("--allow-unloadable", action="store_true",
                         help="write the file even when no backend here loads it (custom operators that only the "
                         "target runtime implements, e.g. a TensorRT plugin)")
@@ -96,8 +99,13 @@ def requested_config(args: argparse.Namespace) -> Dict[str, Any]:
     return merge(data, config_overrides(args))
 
 
-def convert(args: argparse.Namespace, kind: str, partial: Dict[str, Any], scratch: Path) -> Tuple[Path, Any, str]:
-    """Write the bare ONNX into ``scratch``; returns (path, parity runner or None, framework name)."""
+def convert(args: argparse.Namespace, kind: str, partial: Dict[str, Any], scratch: Path,
+            report: Optional[List[str]] = None) -> Tuple[Path, Any, str]:
+    """Write the bare ONNX into ``scratch``; returns (path, parity runner or None, framework name).
+    Lines worth printing (the TFLite rewrite and converter) are appended to ``report``."""
+    if kind != "tflite" and getattr(args, "converter", "auto") != "auto":
+        raise EdgeError(f"--converter applies to TFLite sources, not to a {kind} source", fix="drop it",
+                        where="export onnx")
     destination = scratch / "converted.onnx"
     outputs = _names(args.output_names)
     keep = _names(args.keep_outputs)
@@ -125,7 +133,8 @@ def convert(args: argparse.Namespace, kind: str, partial: Dict[str, Any], scratc
     if kind == "tflite":
         from ..tflite import tflite_runner, tflite_to_onnx
 
-        tflite_to_onnx(Path(args.source), destination)
+        tflite_to_onnx(Path(args.source), destination, converter=getattr(args, "converter", "auto"),
+                       opset=args.opset, report=report)
         return destination, tflite_runner(Path(args.source)), "TFLite"
     return Path(args.source), None, "ONNX"
 
@@ -200,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     partial = requested_config(args)
     report: List[str] = []
     with _scratch_folder(target) as scratch:
-        converted, runner, framework = convert(args, kind, partial, Path(scratch))
+        converted, runner, framework = convert(args, kind, partial, Path(scratch), report)
         config = finish_config(partial, converted, str(args.source), args.activation, report)
         model = load_onnx(converted)
         _inline_external_data(model, converted)
