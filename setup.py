@@ -31,7 +31,7 @@ setup(
     package_data={
         "edge": ["data/samples/*.jpg", "data/samples/*.md"],
         "edge_benchmarks": ["schema.json", "SCHEMA.md"],
-        "edge._zoo": ["manifest.json", "*/*.onnx", "*/*.json", "*/README.md", "*/LICENSE"],
+        "edge._zoo": ["manifest.json", "*/*.onnx", "*/*.json", "*/README.md", "*/LICENSE", "*/gallery/*/*.png"],
     },
     entry_points={
         "console_scripts": [
@@ -70,7 +70,7 @@ setup(
         # cuda-python + NVRTC compile and check the GPU preprocessing kernel without a GPU or driver
         # (tests/gpu). Same CUDA major for both: 13 where Python >= 3.10 (cuda-python 13 needs it, and
         # torch 2.14's cuda-bindings is 13), 12 on Python 3.9; none on 3.8 (those tests skip there).
-        "test": ["pytest>=7", "ruff>=0.4", "vermin>=1.6", "scikit-learn", "jsonschema", "matplotlib",
+        "test": ["pytest>=7", "ruff>=0.4", "vermin>=1.6", "scikit-learn", "jsonschema", "matplotlib", "pycocotools",
                  'cuda-python>=13,<14; python_version >= "3.10" and sys_platform != "darwin"',
                  'nvidia-cuda-nvrtc>=13,<14; python_version >= "3.10" and sys_platform != "darwin"',
                  'cuda-python>=12.6,<13; python_version == "3.9" and sys_platform != "darwin"',

@@ -16,8 +16,12 @@ builds what Ultralytics' own predictor does:
   rows scoring > 0.25 with no NMS: decoder ``boxes`` (cxcywh, normalized, nms none).
 - ``classify``: centre crop, RGB, ``pixel / 255``; decoder ``classify`` with activation ``none``
   (the exported graph already ends in a softmax).
-- ``segment``, ``pose``, ``obb``: not decoded yet (issue 10): a one-line EdgeError, unless the user's
-  own config supplies a decoder.
+- ``segment`` (YOLOv8/11-seg): preprocessing as ``detect``; task ``segment``, decoder ``yolo`` with
+  ``masks`` (``output0`` (1, 4+nc+32, N) and the prototypes ``output1`` (1, 32, H/4, W/4)).
+- ``pose`` (YOLOv8/11-pose): preprocessing as ``detect``; task ``keypoints``, decoder ``yolo`` with the
+  metadata's ``kpt_shape`` (and the ``coco17`` skeleton for 17 keypoints).
+- ``obb``, and segment/pose heads that already ran NMS (``nms=True``, end-to-end): not decoded yet: a
+  one-line EdgeError, unless the user's own config supplies a decoder.
 
 YOLOv5's own exporter (``python export.py --include onnx`` in ultralytics/yolov5) writes only ``stride``
 and ``names``; such a file with one (1, N, 5+nc) output gets the same preprocessing and the ``yolo``
@@ -43,7 +47,8 @@ from edge.errors import EdgeError
 from edge.onnxfile import OnnxInfo
 
 ULTRALYTICS_KEYS = ("names", "task", "imgsz")
-UNSUPPORTED_TASKS = ("segment", "pose", "obb")
+UNSUPPORTED_TASKS = ("obb",)
+TASK_FOR = {"detect": "detect", "segment": "segment", "pose": "keypoints"}  # Ultralytics task -> edge task
 PAD_VALUE = 114  # Ultralytics' LetterBox fill (114, 114, 114)
 SCORE_THRESHOLD = 0.25  # Ultralytics' predict defaults: conf 0.25, iou 0.7, max_det 300
 IOU_THRESHOLD = 0.7
@@ -146,19 +151,59 @@ def ultralytics_config(info: OnnxInfo, given: Collection[str] = ()) -> Optional[
         data.update(task="classify", preprocess=_preprocess("center_crop"),
                     decoder={"type": "classify", "output": output, "activation": "none"})
         return data
-    if task in UNSUPPORTED_TASKS or task != "detect":
+    if task not in TASK_FOR:
         if "decoder" in given and "task" in given:
             return data
-        what = (f"Ultralytics '{task}' models are not supported yet (issue 10)" if task in UNSUPPORTED_TASKS
+        what = (f"Ultralytics '{task}' models are not supported yet" if task in UNSUPPORTED_TASKS
                 else f"Ultralytics metadata names task '{task}', which edge does not know")
-        raise EdgeError(what, fix="export a detect or classify model, or give an edge config with task and decoder "
-                                  "(--config edge.json)", where=where)
+        raise EdgeError(what, fix="export a detect, segment, pose or classify model, or give an edge config with "
+                                  "task and decoder (--config edge.json)", where=where)
     rtdetr = meta.get("head", "").strip() == RTDETR_HEAD
-    data.update(task="detect", preprocess=_preprocess("stretch" if rtdetr else "letterbox"),
-                decoder=_detect_decoder(info, output))
+    data.update(task=TASK_FOR[task], preprocess=_preprocess("stretch" if rtdetr else "letterbox"))
+    if task == "detect":
+        data["decoder"] = _detect_decoder(info, output)
+    elif "decoder" not in given or "task" not in given:
+        data["decoder"] = _extras_decoder(info, task)
     if "decoder" not in given and labels is not None:
         _check_classes(info, data["decoder"], len(labels))
     return data
+
+
+def _extras_decoder(info: OnnxInfo, task: str) -> Dict[str, Any]:
+    """``yolo`` with ``masks`` (segment) or ``kpt_shape`` (pose); heads that already ran NMS are refused."""
+    meta, where = info.metadata, str(info.path)
+    decoder = _detect_decoder(info, _detection_output(info))
+    if decoder["type"] != "yolo":
+        raise EdgeError(f"Ultralytics '{task}' models exported with NMS in the graph (nms=True or an end-to-end head) "
+                        "are not supported yet", fix="re-export without nms (yolo export model=... format=onnx "
+                                                     "nms=False), or give an edge config (--config edge.json)",
+                        where=where)
+    if task == "segment":
+        protos = [o for o in info.outputs if len(o.shape) == 4]
+        if len(protos) != 1:
+            found = ", ".join(f"{o.name} {list(o.shape)}" for o in info.outputs) or "none"
+            raise EdgeError(f"an Ultralytics segment model has a (1, 32, H/4, W/4) prototype output, but this "
+                            f"model's outputs are {found}", fix=FIX_EXPORT, where=where)
+        channels = protos[0].shape[1]
+        decoder["masks"] = {"proto_output": protos[0].name, "num_masks": channels if isinstance(channels, int) else 32}
+        return decoder
+    kpt_shape = _literal(meta.get("kpt_shape", ""), "kpt_shape", where) if "kpt_shape" in meta else None
+    ok = isinstance(kpt_shape, (list, tuple)) and len(kpt_shape) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in kpt_shape) and kpt_shape[0] > 0 \
+        and kpt_shape[1] in (2, 3)
+    if not ok:
+        raise EdgeError(f"Ultralytics pose metadata 'kpt_shape' is not [keypoints, 2 or 3]: "
+                        f"{meta.get('kpt_shape', '(missing)')[:60]!r}", fix=FIX_EXPORT, where=where)
+    decoder["kpt_shape"] = [int(kpt_shape[0]), int(kpt_shape[1])]  # type: ignore[index]
+    if kpt_shape[0] == 17:  # type: ignore[index]
+        decoder["skeleton"] = "coco17"  # Ultralytics' pose models are COCO keypoints
+    return decoder
+
+
+def _detection_output(info: OnnxInfo) -> str:
+    """The box head's name: the only 3-D output (a segment model also has 4-D prototypes)."""
+    heads = [o.name for o in info.outputs if len(o.shape) == 3]
+    return heads[0] if len(heads) == 1 else (info.outputs[0].name if info.outputs else "output0")
 
 
 def _preprocess(resize: str) -> Dict[str, Any]:
@@ -187,9 +232,13 @@ def _check_classes(info: OnnxInfo, decoder: Dict[str, Any], num_classes: int) ->
     shape = list(outputs.get(decoder["output"], ()))
     if len(shape) != 3:
         return
-    if decoder["type"] == "yolo" and isinstance(shape[1], int) and shape[1] != 4 + num_classes:
+    kpt_shape = decoder.get("kpt_shape")
+    extra = kpt_shape[0] * kpt_shape[1] if kpt_shape else decoder.get("masks", {}).get("num_masks", 0)
+    if decoder["type"] == "yolo" and isinstance(shape[1], int) and shape[1] != 4 + num_classes + extra:
+        more = (f" + {kpt_shape[0]} x {kpt_shape[1]} (kpt_shape)" if kpt_shape
+                else f" + {extra} mask coefficients" if extra else "")
         what = (f"the Ultralytics metadata lists {num_classes} classes (names) but output '{decoder['output']}' "
-                f"has shape {shape}: {shape[1]} rows, not 4 + {num_classes}")
+                f"has shape {shape}: {shape[1]} rows, not 4 + {num_classes}{more}")
         raise EdgeError(what, fix=FIX_EXPORT, where=str(info.path))
     if decoder["type"] == "boxes" and isinstance(shape[2], int) and shape[2] != 6:
         head = ("RT-DETR head (top-k in the graph)" if decoder["box_format"] == "cxcywh"

@@ -46,6 +46,9 @@ examples:
   python -m edge.camera --source demo:// --headless --max-frames 100 --output out.mp4 --output -
   python -m edge.camera --model classifier.onnx --task classify --preset imagenet --labels labels.txt
   python -m edge.camera --source demo:// --track --output -    # detections with persistent track ids
+  python -m edge.camera --model yolo11n-seg.onnx --source image.jpg --output masks_%05d.png --output -
+                                                           # segment / keypoints models: masks or skeletons drawn,
+                                                           # COCO RLE masks and keypoints in the JSON lines
 """
 
 
@@ -66,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="GPU backends: engine precision (default: fp16 where the GPU has fast fp16)")
     run.add_argument("--calib-images", metavar="DIR", help="tensorrt int8: calibration images (a few hundred frames)")
     run.add_argument("--threshold", type=float, help="minimum score to report (default: from the model)")
+    two = parser.add_argument_group("two stages (a detector, then a model on each detection's crop)")
+    two.add_argument("--then", metavar="MODEL", help="second model, run on a crop of each detection of --model: "
+                     "landmarks (keypoints) or an embedder")
+    two.add_argument("--pipeline", metavar="NAME|FILE", help="a two-stage pipeline: a .json file or a shipped one "
+                     "(hands, face_mesh, digit_recognition; see --list-models)")
+    two.add_argument("--crop-scale", type=float, metavar="S", help="crop side as a multiple of the detection box")
+    two.add_argument("--max-objects", type=int, metavar="N", help="second-stage runs per frame (best first)")
+    two.add_argument("--gallery", metavar="DIR", help="embedders: match each vector to the named pictures in DIR "
+                     "(alice.jpg, or alice/1.jpg ...) by cosine similarity")
+    two.add_argument("--match-threshold", type=float, metavar="T",
+                     help="with --gallery: similarity from which a match counts (default: from the model)")
     run.add_argument("--track", action="store_true",
                      help="detectors: give each detection a track id that persists across frames (ByteTrack-style)")
     run.add_argument("--output", action="append", default=[], metavar="SPEC",
@@ -113,11 +127,18 @@ def _list_models(say: Any) -> int:
     say(TABLE_HEADER)
     for entry in list_models():
         say(entry.row())
+    from edge.zoo import pipelines
+
+    shipped = pipelines()
+    if shipped:
+        say("pipelines (--pipeline NAME):")
+        for name, item in sorted(shipped.items()):
+            say(f"{name:<28} {item['model']} -> {item['then']}: {item.get('summary', '')}")
     return 0
 
 
 def _tracker(model: Any, enabled: bool) -> Any:
-    """The tracker for --track (None without it); a classifier cannot be tracked."""
+    """The tracker for --track (None without it); only detections can be tracked (not classes, masks, keypoints)."""
     if not enabled:
         return None
     if model.task != "detect":
@@ -143,6 +164,7 @@ def _check_source(source_uri: str) -> None:
 
 def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -> int:
     """Check every input and output, open model, source and sinks, run the pipeline, print the summary."""
+    from edge.cascade import open_pipeline
     from edge.model import Model
     from edge.overlay import Annotator
     from edge.pipeline import Pipeline
@@ -174,9 +196,15 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
             raise EdgeError("calibration image folder not found", fix="give a folder of a few hundred frames from "
                             "the camera", where="--calib-images")
         backend_options["calib_images"] = args.calib_images
-    with Model(args.model, backend=args.backend, threads=args.threads, config=config_overrides(args),
-               config_file=args.config, score_threshold=args.threshold, backend_options=backend_options,
-               report=report) as model:
+    def load(name: Optional[str], first: bool) -> Model:
+        return Model(name, backend=args.backend, threads=args.threads,
+                     config=config_overrides(args) if first else None, config_file=args.config if first else None,
+                     score_threshold=args.threshold if first else None, backend_options=backend_options, report=report)
+
+    crop = {key: value for key, value in (("scale", args.crop_scale), ("max_objects", args.max_objects))
+            if value is not None}
+    with open_pipeline(args.model, load, then=args.then, pipeline=args.pipeline, gallery=args.gallery,
+                       match_threshold=args.match_threshold, crop=crop) as model:
         if signals is not None:
             signals.check()
         if not args.quiet:

@@ -21,7 +21,8 @@ VERSION = 1
 # thousands would end in a RecursionError (in the parser, deepcopy or validation) instead of a message.
 MAX_JSON_DEPTH = 32
 NESTING_FIX = "an edge config nests 4 levels at most (decoder.anchors); give the file export wrote or the README shows"
-TASKS = ("detect", "classify")
+# "embed" (issue 10) joins when an embedding decoder exists: until then a config naming it is refused here.
+TASKS = ("detect", "classify", "segment", "keypoints", "embed")
 LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32", "float16", "uint8")
 COLORS = ("RGB", "BGR")
@@ -30,13 +31,13 @@ INTERPOLATIONS = ("linear", "nearest", "area", "cubic")
 
 # Which command-line flag supplies each required fact, for the "missing config" message.
 FLAG_FOR_FIELD = {
-    "task": "--task detect|classify",
+    "task": "--task detect|classify|segment|keypoints",
     "preprocess.color": "--color RGB|BGR",
     "preprocess.scale": "--scale (e.g. 0.00392 for 1/255) or --preset",
     "preprocess.mean": "--mean R,G,B or --preset",
     "preprocess.std": "--std R,G,B or --preset",
     "decoder": "--config decoder.json (a detector needs its decoder parameters)",
-    "decoder (detectors only)": "--config decoder.json for a detector",
+    "decoder (detectors only)": "--config decoder.json for a detector, segmenter or keypoint model",
 }
 
 # Normalisation presets the CLI offers: value = (pixel * scale - mean) / std.

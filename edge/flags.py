@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Dict, List
 
-from edge.config import PRESETS
+from edge.config import PRESETS, TASKS
 from edge.errors import EdgeError
 
 
@@ -47,7 +47,7 @@ def add_model_fact_arguments(parser: argparse.ArgumentParser, title: str, layout
     """Add the model-fact flags as one argument group."""
     group = parser.add_argument_group(title)
     group.add_argument("--config", metavar="FILE", help="edge config file, JSON (or YAML with PyYAML installed)")
-    group.add_argument("--task", choices=["detect", "classify"])
+    group.add_argument("--task", choices=list(TASKS))
     group.add_argument("--labels", metavar="TXT", help="class names, one per line")
     group.add_argument("--preset", choices=sorted(PRESETS),
                        help="normalisation preset: imagenet, unit (x/255), symmetric (x/127.5-1), raw")

@@ -1,8 +1,8 @@
 """A model ready to run on frames: edge config + preprocessing + backend + decoder.
 
-``Model(path)(frame_bgr)`` returns a result (Detections or Classification) in source-frame
-pixels. The three stages are also exposed one by one (``preprocess``, ``infer``, ``decode``)
-so that the camera pipeline and the benchmarks can time and overlap them.
+``Model(path)(frame_bgr)`` returns a result (Detections, Classification, Segmentation or Keypoints,
+by the model's task) in source-frame pixels. The three stages are also exposed one by one
+(``preprocess``, ``infer``, ``decode``) so that the camera pipeline and the benchmarks can time and overlap them.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from edge.preprocess import Preprocessor
 from edge.transform import Transform
 from edge.zoo import resolve_model
 
-Result = Any  # Detections | Classification
+Result = Any  # Detections | Classification | Segmentation | Keypoints | Embeddings
 
 
 def resolve_config(info: OnnxInfo, overrides: Optional[Mapping[str, Any]] = None,
@@ -186,7 +186,7 @@ class Model:
         return self.backend.infer({self._input_name: tensor})
 
     def decode(self, outputs: Dict[str, np.ndarray], transform: Transform) -> Result:
-        """Raw outputs -> Detections or Classification in source-frame pixels."""
+        """Raw outputs -> the task's result (Detections, Classification, Segmentation, Keypoints) in frame pixels."""
         return self.decoder(outputs, transform)
 
     def __call__(self, image_bgr: np.ndarray) -> Result:
@@ -203,7 +203,7 @@ class Model:
 
     @property
     def task(self) -> str:
-        """'detect' or 'classify'."""
+        """The edge config task: 'detect', 'classify', 'segment' or 'keypoints'."""
         return self.config.task
 
     def describe(self) -> str:

@@ -41,7 +41,8 @@ class RunSummary:
     #: across processes, which lets a benchmark measure spawn-to-first-result)
     first_result_at_s: Optional[float] = None
     dropped: int = 0
-    #: detections (or classifications) reported over all frames
+    #: results reported over all frames: detections, classes (classify), instances (instance masks, keypoints),
+    #: or classes present other than background (class maps) - len() of each frame's result
     detections: int = 0
     peak_rss_mb: Optional[float] = None
     #: what each output really holds after the run, e.g. {"out.mp4": 120}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from edge.errors import EdgeError
 
@@ -31,6 +31,11 @@ def zoo_dir() -> Path:
 def manifest() -> Dict[str, Dict[str, str]]:
     """The zoo manifest: model name -> {"file": relative path, "summary": …}."""
     return json.loads((zoo_dir() / "manifest.json").read_text(encoding="utf-8"))["models"]
+
+
+def pipelines() -> Dict[str, Dict[str, Any]]:
+    """The zoo's two-stage pipelines: name -> {"model", "then", "crop", ...} (see edge.cascade.read_pipeline)."""
+    return json.loads((zoo_dir() / "manifest.json").read_text(encoding="utf-8")).get("pipelines", {})
 
 
 @dataclass(frozen=True)

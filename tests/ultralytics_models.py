@@ -40,8 +40,9 @@ def _calibration_batch(height: int, width: int):  # -> torch.Tensor (N, 3, heigh
 def export_yolo(folder: Path, arch: str, *, nms: bool = False, imgsz: Union[int, Tuple[int, int]] = 320) -> Path:
     """``folder/<arch>[_nms]_<imgsz>.onnx`` exported by Ultralytics (reused when already there).
 
-    arch: "yolov8n", "yolo11n", an end-to-end "yolov10n" / "yolo26n", or a classifier "yolo11n-cls" (an
-    Ultralytics model yaml name without ".yaml"). imgsz: the square size, or (height, width).
+    arch: "yolov8n", "yolo11n", an end-to-end "yolov10n" / "yolo26n", a classifier "yolo11n-cls", instance
+    segmentation "yolo11n-seg" / "yolov8n-seg" or pose "yolo11n-pose" / "yolov8n-pose" (an Ultralytics model
+    yaml name without ".yaml"). imgsz: the square size, or (height, width).
     """
     folder.mkdir(parents=True, exist_ok=True)
     height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz

@@ -1,4 +1,5 @@
-"""Decoders: raw model outputs -> Detections or Classification, chosen by the edge config's "decoder".
+"""Decoders: raw model outputs -> a result (Detections, Classification, Segmentation, Keypoints, Embeddings), chosen by
+the edge config's "decoder".
 
 ``build_decoder(config.decoder, labels=..., input_wh=...)`` validates the parameters (every error
 names the field, e.g. ``decoder.anchors.strides``) and returns a :class:`Decoder`. Known types are
@@ -13,8 +14,12 @@ from edge.decoders.anchors import ssd_anchors
 from edge.decoders.base import Decoder
 from edge.decoders.boxes import BoxesDecoder
 from edge.decoders.classify import ClassifyDecoder
+from edge.decoders.embed import EmbedDecoder
+from edge.decoders.landmarks import LandmarksDecoder
 from edge.decoders.nms import batched_nms, nms, weighted_nms
 from edge.decoders.params import param_error
+from edge.decoders.segment import SegmentDecoder
+from edge.decoders.skeletons import TOPOLOGIES
 from edge.decoders.ssd import SsdAnchorsDecoder
 from edge.decoders.yolo import YoloDecoder
 from edge.errors import EdgeError
@@ -24,10 +29,14 @@ DECODER_TYPES: Dict[str, type] = {
     ClassifyDecoder.kind: ClassifyDecoder,
     YoloDecoder.kind: YoloDecoder,
     BoxesDecoder.kind: BoxesDecoder,
+    SegmentDecoder.kind: SegmentDecoder,
+    LandmarksDecoder.kind: LandmarksDecoder,
+    EmbedDecoder.kind: EmbedDecoder,
 }
 
-__all__ = ["DECODER_TYPES", "BoxesDecoder", "ClassifyDecoder", "Decoder", "SsdAnchorsDecoder", "YoloDecoder",
-           "batched_nms", "build_decoder", "nms", "ssd_anchors", "weighted_nms"]
+__all__ = ["DECODER_TYPES", "TOPOLOGIES", "BoxesDecoder", "ClassifyDecoder", "Decoder", "EmbedDecoder",
+           "LandmarksDecoder", "SegmentDecoder", "SsdAnchorsDecoder", "YoloDecoder", "batched_nms", "build_decoder",
+           "nms", "ssd_anchors", "weighted_nms"]
 
 
 def build_decoder(params: Dict[str, Any], *, labels: Optional[List[str]], input_wh: Tuple[int, int],

@@ -1,4 +1,5 @@
-"""The decoder interface: raw model outputs in, one result (Detections or Classification) out.
+"""The decoder interface: raw model outputs in, one result (Detections, Classification, Segmentation,
+Keypoints) out.
 
 A decoder is built once from the "decoder" object of the model's edge config, checked once against
 the model's output shapes (:meth:`Decoder.check_outputs`), then called on every frame.
@@ -11,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.results import Classification, Detections
+from edge.results import Classification, Detections, Keypoints, Segmentation
 from edge.transform import Transform
 
 Dim = Union[int, str, None]
@@ -27,7 +28,9 @@ class Decoder:
     """
 
     kind: str = ""
-    task: str = "detect"  # the edge config task whose result this decoder produces
+    # The edge config task whose result this decoder produces; an instance attribute where the params
+    # decide it (a yolo head with kpt_shape gives keypoints, with masks a segmentation).
+    task: str = "detect"
 
     def __init__(self, *, output_names: Tuple[str, ...], score_threshold: float, labels: Optional[List[str]],
                  input_wh: Tuple[int, int], where: str = "") -> None:
@@ -52,7 +55,7 @@ class Decoder:
 
     def __call__(
         self, outputs: Dict[str, np.ndarray], transform: Transform
-    ) -> Union[Detections, Classification]:
+    ) -> Union[Detections, Classification, Segmentation, Keypoints]:
         """Decode batch item 0 of ``outputs`` (name -> array) into a result in source-frame pixels."""
         raise NotImplementedError
 

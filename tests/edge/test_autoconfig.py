@@ -131,8 +131,14 @@ def test_rtdetr_fake_loads_with_no_flags(tmp_path):
     (ultralytics_metadata(80), (1, 7, 16), r"lists 80 classes \(names\) but output 'output0' has shape "
                                            r"\[1, 7, 16\]: 7 rows, not 4 \+ 80"),
     (ultralytics_metadata(3, nms="True"), (1, 300, 7), r"NMS is in the graph .* not \(1, K, 6\)"),
-    (ultralytics_metadata(3, task="segment"), (1, 39, 16), "'segment' models are not supported yet"),
-    (ultralytics_metadata(3, task="pose"), (1, 56, 16), "'pose' models are not supported yet"),
+    (ultralytics_metadata(3, task="segment"), (1, 39, 16), r"prototype output, but this model's outputs are "
+                                                           r"output0 \[1, 39, 16\]"),
+    (ultralytics_metadata(3, task="pose", kpt_shape="[17, 3]"), (1, 56, 16),
+     r"shape \[1, 56, 16\]: 56 rows, not 4 \+ 3 \+ 17 x 3 \(kpt_shape\)"),
+    (ultralytics_metadata(3, task="pose"), (1, 58, 16), r"'kpt_shape' is not \[keypoints, 2 or 3\]: '\(missing\)'"),
+    (ultralytics_metadata(3, task="pose", kpt_shape="[17, 4]"), (1, 75, 16), r"'kpt_shape' is not \[keypoints"),
+    (ultralytics_metadata(3, task="pose", kpt_shape="[17, 3]", nms="True"), (1, 300, 57),
+     "'pose' models exported with NMS in the graph .* not supported yet"),
     (ultralytics_metadata(3, task="obb"), (1, 8, 16), "'obb' models are not supported yet"),
     (ultralytics_metadata(3, task="track"), (1, 7, 16), "task 'track', which edge does not know"),
     (ultralytics_metadata(3, imgsz="640x640"), (1, 7, 16), "'imgsz' is not a Python literal"),
@@ -162,6 +168,30 @@ def test_not_ultralytics_and_embedded_config_win():
     embedded = {"edge_config": 1, "task": "classify"}
     info = info_for(dict(ultralytics_metadata(3), edge_config=json.dumps(embedded)))
     assert model_config(info) == embedded
+
+
+def pose_and_seg_info(task, outputs, **extra) -> OnnxInfo:
+    specs = tuple(TensorSpec(name, shape, F32) for name, shape in outputs)
+    return OnnxInfo(Path("yolo.onnx"), (TensorSpec("images", (1, 3, 32, 32), F32),), specs,
+                    ultralytics_metadata(3, task=task, **extra), 17)
+
+
+@pytest.mark.parametrize("task, outputs, extra, edge_task, decoder", [
+    ("segment", [("output0", (1, 39, 16)), ("output1", (1, 32, 8, 8))], {}, "segment",
+     {"output": "output0", "masks": {"proto_output": "output1", "num_masks": 32}}),
+    ("segment", [("protos", (1, 16, 8, 8)), ("boxes", (1, 23, 16))], {}, "segment",  # names and order do not matter
+     {"output": "boxes", "masks": {"proto_output": "protos", "num_masks": 16}}),
+    ("pose", [("output0", (1, 58, 16))], {"kpt_shape": "[17, 3]"}, "keypoints",
+     {"output": "output0", "kpt_shape": [17, 3], "skeleton": "coco17"}),
+    ("pose", [("output0", (1, 17, 16))], {"kpt_shape": "[5, 2]"}, "keypoints",
+     {"output": "output0", "kpt_shape": [5, 2]}),
+])
+def test_segment_and_pose_configs_from_metadata(task, outputs, extra, edge_task, decoder):
+    data = ultralytics_config(pose_and_seg_info(task, outputs, **extra))
+    assert data["task"] == edge_task and data["preprocess"]["resize"] == "letterbox"
+    assert data["decoder"] == dict({"type": "yolo", "layout": "anchor_free", "score_threshold": 0.25,
+                                    "nms": {"class_agnostic": False, "iou_threshold": 0.7, "max_detections": 300}},
+                                   **decoder)
 
 
 def test_unsupported_task_runs_with_the_users_decoder():
@@ -269,6 +299,40 @@ def test_real_export_camera_cli_with_no_flags(exports):
     frames = json_lines(done.stdout)
     assert len(frames) == 1 and len(frames[0]["result"]["detections"]) >= 10
     assert {"box_xyxy", "score", "class_id", "label"} <= set(frames[0]["result"]["detections"][0])
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning")
+@pytest.mark.parametrize("arch, task", [("yolo11n-seg", "segment"), ("yolo11n-pose", "keypoints")])
+def test_real_seg_and_pose_exports_run_in_the_camera_app(exports, arch, task, tmp_path):
+    """Seeded Ultralytics segment and pose exports, no flags: JSON lines equal the Python API's result, with
+    COCO RLE masks pycocotools decodes to the API's masks, and an annotated image is written."""
+    mask_api = pytest.importorskip("pycocotools.mask")
+    from ultralytics_models import export_yolo
+
+    from edge.samples import load_sample, sample_path
+
+    path = export_yolo(exports, arch)
+    done = run_camera("--model", str(path), "--source", str(sample_path("astronaut")), "--headless",
+                      "--output", "-", "--output", str(tmp_path / "out_%05d.png"), "--threshold", "0.05")
+    assert done.returncode == 0, done.stderr
+    frames = json_lines(done.stdout)
+    assert len(frames) == 1 and frames[0]["result"]["task"] == task
+    instances = frames[0]["result"]["instances"]
+    with load_model(path, backend="onnxruntime-cpu", score_threshold=0.05) as model:
+        assert model.task == task
+        expected = model(load_sample("astronaut"))
+    assert len(instances) == len(expected) >= 10
+    if task == "segment":
+        for item, mask in zip(instances, expected.masks):
+            rle = {"size": item["rle"]["size"], "counts": item["rle"]["counts"].encode()}
+            assert np.array_equal(mask_api.decode(rle).astype(bool), mask)
+        np.testing.assert_allclose([i["box_xyxy"] for i in instances], expected.instances.boxes_xyxy, atol=0.01)
+    else:
+        np.testing.assert_allclose([i["points_xy"] for i in instances], expected.points_xy, atol=0.01)
+        assert len(instances[0]["point_scores"]) == 17
+        assert instances[0]["label"] == expected.labels[int(expected.class_ids[0])]
+    assert (tmp_path / "out_00000.png").is_file()
+    assert f"({task}, 320x320 letterbox)" in done.stderr
 
 
 def test_real_classifier_export_configures_itself(exports):

@@ -173,7 +173,7 @@ def test_input_spec_size_and_channels(shape, layout, size_wh, channels):
 @pytest.mark.parametrize(
     "field, value, needles",
     [
-        ("task", "segment", ["field 'task'", "detect, classify", "'segment'"]),
+        ("task", "pose", ["field 'task'", "detect, classify, segment, keypoints, embed", "'pose'"]),
         ("task", 3, ["field 'task'"]),
         ("input", [1, 3, 32, 32], ["field 'input'"]),
         ("input.name", "", ["field 'input.name'"]),
@@ -264,7 +264,8 @@ def test_missing_fields(data, expected):
     "missing, present, absent",
     [
         (["task", "preprocess.color"],
-         ["missing: task, preprocess.color", "--task detect|classify; --color RGB|BGR"], ["--preset"]),
+         ["missing: task, preprocess.color", "--task detect|classify|segment|keypoints; --color RGB|BGR"],
+         ["--preset"]),
         (["preprocess.scale", "preprocess.mean", "preprocess.std"],
          ["--scale", "--mean R,G,B or --preset", "--std R,G,B or --preset"], ["--task"]),
         (["decoder"], ["--config decoder.json"], ["--color"]),

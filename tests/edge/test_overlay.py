@@ -230,7 +230,7 @@ def test_bad_annotator_settings_are_refused(kwargs):
 
 
 def test_unknown_result_type_is_a_type_error():
-    with pytest.raises(TypeError, match="Detections or Classification"):
+    with pytest.raises(TypeError, match="expected Detections, Classification, Segmentation, Keypoints or Embeddings"):
         Annotator().annotate(gray_scene(), {"boxes": []})
 
 
@@ -321,3 +321,21 @@ def test_status_annotator_alone_matches_the_composed_one():
     StatusAnnotator().annotate(alone, 30.0, stage_ms)
     Annotator().annotate_status(composed, 30.0, stage_ms)
     assert np.array_equal(alone, composed) and not np.array_equal(alone, gray_scene())
+
+
+def test_segmentation_and_keypoints_dispatch_to_their_annotators():
+    from edge.results import Keypoints, Segmentation
+
+    scene = gray_scene()
+    height, width = scene.shape[:2]
+    class_map = np.zeros((height, width), np.int32)
+    class_map[height // 2:, : width // 4] = 1
+    before = scene.copy()
+    Annotator().annotate(scene, Segmentation(class_map=class_map, labels=["background", "person"]))
+    changed = (scene != before).any(axis=2)
+    assert changed[class_map == 1].all()                                 # the mask is blended
+    assert changed[: height // 8, -width // 4:].any()                     # the legend, top-right
+    assert not changed[height // 4: height // 2, width // 3: 2 * width // 3].any()  # background untouched
+    scene = gray_scene()
+    Annotator().annotate(scene, Keypoints([[[10, 10], [60, 60]]], [0.9], skeleton=[(0, 1)]))
+    assert (scene[35, 35] != gray_scene()[35, 35]).any()

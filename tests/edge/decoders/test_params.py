@@ -9,6 +9,9 @@ import pytest
 from edge.decoders import DECODER_TYPES, build_decoder
 from edge.decoders.boxes import BoxesDecoder
 from edge.decoders.classify import ClassifyDecoder
+from edge.decoders.embed import EmbedDecoder
+from edge.decoders.landmarks import LandmarksDecoder
+from edge.decoders.segment import SegmentDecoder
 from edge.decoders.ssd import SsdAnchorsDecoder
 from edge.decoders.yolo import YoloDecoder
 from edge.errors import EdgeError
@@ -37,7 +40,8 @@ def ssd(path="", value=None, remove=False):
 
 def test_registry():
     assert DECODER_TYPES == {"ssd_anchors": SsdAnchorsDecoder, "classify": ClassifyDecoder, "yolo": YoloDecoder,
-                             "boxes": BoxesDecoder}
+                             "boxes": BoxesDecoder, "segment": SegmentDecoder, "landmarks": LandmarksDecoder,
+                             "embed": EmbedDecoder}
 
 
 def test_ssd_defaults():
@@ -65,9 +69,9 @@ def test_choices_are_case_insensitive():
 
 
 @pytest.mark.parametrize("params, messages", [
-    ({"type": "yolov9"}, ["unknown decoder type 'yolov9' in 'decoder.type' (known: boxes, classify, ssd_anchors, "
-                          "yolo)"]),
-    ({}, ["unknown decoder type None", "known: boxes, classify, ssd_anchors, yolo"]),
+    ({"type": "yolov9"}, ["unknown decoder type 'yolov9' in 'decoder.type' (known: boxes, classify, embed, "
+                          "landmarks, segment, ssd_anchors, yolo)"]),
+    ({}, ["unknown decoder type None", "known: boxes, classify, embed, landmarks, segment, ssd_anchors, yolo"]),
     ("ssd", ["decoder field 'decoder': expected an object"]),
     (ssd("boxes_output", remove=True),
      ["decoder field 'decoder.boxes_output' is missing (expected a non-empty string)"]),
