@@ -380,3 +380,24 @@ def test_flags_that_need_another_flag(tmp_path):
         open_pipeline("digit_detector", load, crop={"scale": 2.0})
     with pytest.raises(EdgeError, match="--match-threshold applies to gallery matching"):
         open_pipeline("digit_detector", load, match_threshold=0.5)
+
+
+@pytest.mark.parametrize("angle_deg", [20.0, -35.0, 60.0])
+def test_face_mesh_on_a_rotated_photo_lands_where_the_upright_run_puts_it(angle_deg):
+    """The real pipeline (BlazeFace -> crop levelled at the eyes -> 468 face landmarks) on the astronaut turned by
+    angle_deg: the landmarks equal the upright run's, turned the same way (rotation composed correctly). Measured:
+    mean 0.8 / 1.4 / 1.7 px on a 93 px face. Beyond about 60 degrees the detector's eye keypoints drift (it was
+    trained on upright faces), which is the detector's limit, not the crop's."""
+    from edge.cascade import open_pipeline
+    from edge.samples import load_sample
+
+    image = load_sample("astronaut")
+    height, width = image.shape[:2]
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle_deg, 1.0)
+    rotated = cv2.warpAffine(image, turn, (width, height), flags=cv2.INTER_LINEAR)
+    with open_pipeline(None, lambda name, first: Model(name, backend="onnxruntime-cpu"), pipeline="face_mesh") as mesh:
+        upright, turned = mesh(image), mesh(rotated)
+    assert len(upright) == 1 and len(turned) == 1 and upright.points_xy.shape == (1, 468, 2)
+    expected = map_points(turn, upright.points_xy[0])
+    error = np.linalg.norm(turned.points_xy[0] - expected, axis=1)
+    assert error.mean() <= 2.5 and np.percentile(error, 95) <= 6.0, (error.mean(), np.percentile(error, 95))
