@@ -1,10 +1,10 @@
-"""``python -m benchmarks``: the standard suite on every backend that runs here, plus the CPU baselines.
+"""``edge-bench``: the standard suite on every backend that runs here, plus the CPU baselines.
 
-    python -m benchmarks                          # every standard model x every backend
-    python -m benchmarks --quick                  # the two shipped models, fewer samples (tests, CI)
-    python -m benchmarks --models face,resnet50 --backends onnxruntime-cpu,opencv --count 500
-    python -m benchmarks --model my.onnx --task classify --preset imagenet --resize center_crop
-    python -m benchmarks compare A/results.json B/results.json
+    edge-bench                          # every standard model x every backend
+    edge-bench --quick                  # the two shipped models, fewer samples (tests, CI)
+    edge-bench --models face,resnet50 --backends onnxruntime-cpu,opencv --count 500
+    edge-bench --model my.onnx --task classify --preset imagenet --resize center_crop
+    edge-bench compare A/results.json B/results.json
 
 Writes results.json / .csv / .md / plots to --out (default benchmarks/results/<UTC time>/) and
 prints the Markdown table. Exit 0 when every requested row ran or was skipped (a backend that cannot
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def user_error(message: str) -> int:
     """Print one line and return the user-error exit code."""
-    print(f"python -m benchmarks: {message}", file=sys.stderr)
+    print(f"edge-bench: {message}", file=sys.stderr)
     return 2
 
 
@@ -159,7 +159,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out_dir = args.out or DEFAULT_OUT / stamp
     log_lines: List[str] = []
-    command = "python -m benchmarks" + "".join(" " + shlex.quote(a) for a in argv)
+    command = "edge-bench" + "".join(" " + shlex.quote(a) for a in argv)
     results = suite.run_suite(models, args.backends, options, command=command, progress=Progress(),
                               log=log_lines.append)
     from . import report
@@ -182,7 +182,7 @@ def failed_rows_exit(rows: Sequence[Dict[str, Any]], keep_going: bool = False) -
     shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
     tail = ("exit 0 as --keep-going asks" if keep_going
             else "exit 1. Fix: each row's reason in the table says what to change; --keep-going exits 0 anyway")
-    print(f"python -m benchmarks: {len(failed)} of {len(rows)} rows failed ({shown}); {tail}", file=sys.stderr)
+    print(f"edge-bench: {len(failed)} of {len(rows)} rows failed ({shown}); {tail}", file=sys.stderr)
     return 0 if keep_going else 1
 
 

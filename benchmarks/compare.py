@@ -1,4 +1,4 @@
-"""Compare two edgebench/1 runs row by row: ``python -m benchmarks compare A.json B.json [--fail-on-regression]``.
+"""Compare two edgebench/1 runs row by row: ``edge-bench compare A.json B.json [--fail-on-regression]``.
 
 Rows are matched by (model, backend). For each pair the ratio B/A of the inference p50 is given with a range
 derived from the two runs' p50 intervals, no resampling needed (the raw samples are optional in the results):
@@ -157,7 +157,7 @@ def format_comparison(rows: List[Dict[str, Any]]) -> str:
 
 def load_results(path: Path) -> Dict[str, Any]:
     """An edgebench/1 results file, or UserError saying what is wrong and how to fix it."""
-    fix = "Fix: pass the results.json that python -m benchmarks wrote."
+    fix = "Fix: pass the results.json that edge-bench wrote."
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -170,12 +170,12 @@ def load_results(path: Path) -> Dict[str, Any]:
         raise UserError(f"{path}: not JSON ({error}). {fix}") from None
     if not isinstance(results, dict) or results.get("schema") != SCHEMA_ID:
         found = results.get("schema") if isinstance(results, dict) else type(results).__name__
-        raise UserError(f"{path}: schema is {found!r}, expected {SCHEMA_ID!r}. Fix: re-run python -m benchmarks "
+        raise UserError(f"{path}: schema is {found!r}, expected {SCHEMA_ID!r}. Fix: re-run edge-bench "
                         "with this version of edge to get an edgebench/1 file.")
     errors = validate(results)
     if errors:
         raise UserError(f"{path}: not valid {SCHEMA_ID}: {errors[0]} ({len(errors)} problems). Fix: re-run "
-                        "python -m benchmarks; do not edit results by hand.")
+                        "edge-bench; do not edit results by hand.")
     return results
 
 

@@ -262,7 +262,7 @@ def add_pipeline(rows: List[Dict[str, Any]], models: Sequence[ModelSpec], option
 
 
 def run_suite(models: Sequence[ModelSpec], backends: Optional[Sequence[str]], options: SuiteOptions,
-              command: str = "python -m benchmarks", progress: Optional[Callable[[int, int, str], None]] = None,
+              command: str = "edge-bench", progress: Optional[Callable[[int, int, str], None]] = None,
               log: Callable[[str], None] = lambda text: None) -> Dict[str, Any]:
     """Run every row and return the edgebench/1 results dict (rows in plan order)."""
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

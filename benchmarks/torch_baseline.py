@@ -69,7 +69,7 @@ def load_onnx_weights(module: Any, onnx_path: Path) -> None:
     missing = [name for name in state if name not in weights]
     if missing:
         raise EdgeError(f"the ONNX file has no initializer for torch parameter(s) {', '.join(missing[:4])}",
-                        fix="export the ONNX file from this torch source (python -m export onnx)", where=str(onnx_path))
+                        fix="export the ONNX file from this torch source (edge-export onnx)", where=str(onnx_path))
     loaded = {}
     for name, tensor in state.items():
         array = weights[name]

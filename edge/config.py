@@ -52,7 +52,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 def _fail(where: str, field: str, expected: str, found: Any) -> EdgeError:
     return EdgeError(
         f"edge config field '{field}': expected {expected}, found {found!r}",
-        fix="correct the field in the model's edge config (python -m export onnx --config) or override it",
+        fix="correct the field in the model's edge config (edge-export onnx --config) or override it",
         where=where,
     )
 
@@ -250,7 +250,7 @@ def missing_fields(data: Mapping[str, Any]) -> List[str]:
 def missing_config_error(missing: Sequence[str], where: str, exporting: bool = False) -> EdgeError:
     """The error for a model without (a complete) edge config: lists fields and the flags that supply them."""
     flags = list(dict.fromkeys(FLAG_FOR_FIELD[f] for f in missing if f in FLAG_FOR_FIELD))
-    fix = "embed one with python -m export onnx MODEL --config edge.json, or put a sidecar JSON beside the model"
+    fix = "embed one with edge-export onnx MODEL --config edge.json, or put a sidecar JSON beside the model"
     if exporting:
         fix = "give --config edge.json (JSON or YAML)"
     if flags:

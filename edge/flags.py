@@ -18,7 +18,7 @@ from edge.errors import EdgeError
 
 def program_name(package: str, script: str) -> str:
     """The command as the user started it, for --help and messages: ``script`` (``edge-export``) when run
-    through the installed console script, ``python -m <package>`` otherwise (``python -m export`` in a
+    through the installed console script, ``python -m <package>`` otherwise (``edge-export`` in a
     checkout, ``python -m edge_export`` where the package is installed)."""
     launched = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     return script if os.path.splitext(launched)[0] == script else f"python -m {package}"

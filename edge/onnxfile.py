@@ -56,12 +56,12 @@ class OnnxInfo:
         except ValueError as exc:  # json.JSONDecodeError, or nested too deeply
             raise EdgeError(
                 f"the embedded edge config is not valid JSON ({exc})",
-                fix="re-embed it with python -m export onnx MODEL --config edge.json",
+                fix="re-embed it with edge-export onnx MODEL --config edge.json",
                 where=str(self.path),
             ) from None
         if not isinstance(data, dict):
             raise EdgeError("the embedded edge config is not a JSON object",
-                            fix="re-embed it with python -m export onnx MODEL --config edge.json", where=str(self.path))
+                            fix="re-embed it with edge-export onnx MODEL --config edge.json", where=str(self.path))
         return data
 
 
@@ -82,7 +82,7 @@ def load_onnx(path: PathLike):  # -> onnx.ModelProto
     framework = _TRAINING_FORMATS.get(path.suffix.lower())
     if framework is not None:
         raise EdgeError(f"this is a {framework} file; edge runs ONNX files (and TensorRT plans built from them)",
-                        fix=f"export it first: python -m export onnx {path.name} ... (an Ultralytics .pt: "
+                        fix=f"export it first: edge-export onnx {path.name} ... (an Ultralytics .pt: "
                             f"yolo export model={path.name} format=onnx)", where=where)
     try:
         model = onnx.load(str(path), load_external_data=False)

@@ -1,5 +1,5 @@
 """Training-side conversions: trained models become ONNX files with the edge config embedded.
 
-``python -m export onnx SOURCE --config edge.json --output model.onnx``. Depends on ``edge``
+``edge-export onnx SOURCE --config edge.json --output model.onnx``. Depends on ``edge``
 (never the other way round).
 """

@@ -1,4 +1,4 @@
-"""``python -m export``: turn trained models into ONNX files that edge runs with no extra flags.
+"""``edge-export``: turn trained models into ONNX files that edge runs with no extra flags.
 
 Commands: onnx (convert + embed the edge config + check), inspect, verify, engine (build, list or
 clear TensorRT engines for this board), deepstream, triton.

@@ -2,7 +2,7 @@
 
 A classifier exported with its final softmax (Keras ``Dense(..., activation="softmax")``, a
 PyTorch ``nn.Softmax`` head) outputs probabilities; applying softmax again squashes them towards
-uniform (a real 0.25 among 1000 classes reads 0.0013). ``python -m export onnx`` looks at the op
+uniform (a real 0.25 among 1000 classes reads 0.0013). ``edge-export onnx`` looks at the op
 that produces the scores output, through ops that do not change values (Reshape, Flatten,
 Identity, Squeeze, Unsqueeze, Cast), and records ``decoder.activation: none`` when it is a Softmax
 or a Sigmoid. ``--activation`` overrides; an activation in a config file that would apply a second

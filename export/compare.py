@@ -2,8 +2,8 @@
 
 Polygraphy-style per-output statistics with precision-aware default tolerances, plus the
 two metrics that say whether a reduced-precision model still does its job: cosine
-similarity and top-1 agreement. Used by ``python -m export verify`` and by the parity check
-in ``python -m export onnx``. numpy only.
+similarity and top-1 agreement. Used by ``edge-export verify`` and by the parity check
+in ``edge-export onnx``. numpy only.
 """
 
 from __future__ import annotations

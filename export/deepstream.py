@@ -100,7 +100,7 @@ def _check_model(config: EdgeConfig, info: OnnxInfo, batch_size: int) -> None:
     if isinstance(batch, int) and batch != batch_size:
         raise EdgeError(f"the model's batch dimension is fixed at {batch}, so nvinfer cannot run batches of "
                         f"{batch_size}", fix=f"pass --batch-size {batch}, or re-export with a dynamic batch "
-                        "(python -m export onnx MODEL --dynamic-batch)", where=where)
+                        "(edge-export onnx MODEL --dynamic-batch)", where=where)
     if config.preprocess.resize == "center_crop":
         raise EdgeError("the model expects a centre crop, which nvinfer cannot do (it stretches or letterboxes)",
                         fix="crop upstream (nvvideoconvert src-crop), or pass --resize stretch or --resize letterbox "
@@ -204,7 +204,7 @@ def nvinfer_config(config: EdgeConfig, info: OnnxInfo, *, onnx_path: str, labelf
         engine_path = engine_file_name(onnx_path, batch_size, precision)
     name = config.name or info.path.stem
     lines = [
-        f"# Gst-nvinfer config for {name}, written by `python -m export deepstream` from its edge config.",
+        f"# Gst-nvinfer config for {name}, written by `edge-export deepstream` from its edge config.",
         "# Relative paths are resolved from this file's folder. Regenerate instead of editing by hand.",
         "[property]",
         "gpu-id=0",

@@ -65,7 +65,7 @@ def resolve_max_batch_size(info: OnnxInfo, config: EdgeConfig, requested: Option
     if requested > 0 and not dynamic:
         raise EdgeError(f"the model's batch dimension is fixed at {config.input.shape[0]}, so Triton cannot batch it",
                         fix="leave out --max-batch-size (0 is used), or re-export with a dynamic batch "
-                        "(python -m export onnx MODEL --dynamic-batch)", where=str(info.path))
+                        "(edge-export onnx MODEL --dynamic-batch)", where=str(info.path))
     return requested
 
 
@@ -147,7 +147,7 @@ def triton_config(config: EdgeConfig, info: OnnxInfo, *, name: str, max_batch_si
         output_blocks.append(_tensor_block(spec, batched, where, extra))
     model = config.name or info.path.stem
     lines = [
-        f"# Triton model configuration for {model}, written by `python -m export triton` from its edge config.",
+        f"# Triton model configuration for {model}, written by `edge-export triton` from its edge config.",
         "# Triton does not preprocess: the client must build the input tensor exactly as the edge config says",
         "# (edge_config.json beside this file):",
         f"#   {preprocess_summary(config)}",

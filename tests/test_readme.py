@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,12 +36,42 @@ def test_readme_cli_examples_parse(line):
 
 
 @pytest.mark.parametrize("line", [line for line in README.splitlines()
-                                  if line.startswith("python -m export ") and not line.rstrip().endswith("\\")])
+                                  if line.startswith("edge-export ") and not line.rstrip().endswith("\\")])
 def test_readme_export_examples_parse(line):
     from export.__main__ import build_parser
 
-    args = line.split("#")[0].split()[3:]
+    args = line.split("#")[0].split()[1:]
     build_parser().parse_args(args)
+
+
+PICTURE_COMMANDS = [line for block in re.findall(r"<!-- ci:picture -->\s*```bash\n(.+?)```", README, flags=re.S)
+                    for line in block.splitlines() if line.startswith("python -m edge.camera ")]
+
+
+def test_readme_has_a_picture_per_new_task():
+    assert len(PICTURE_COMMANDS) >= 3
+    for command in PICTURE_COMMANDS:
+        picture = command.split("--output ")[1].split()[0]
+        assert f"]({picture})" in README, picture
+
+
+@pytest.mark.parametrize("command", PICTURE_COMMANDS)
+def test_readme_pictures_are_what_their_commands_draw(command, tmp_path):
+    """Each committed picture is remade by its command (into a scratch folder) and compared pixel by pixel."""
+    import shlex
+
+    cv2 = pytest.importorskip("cv2")
+    args = shlex.split(command)[3:]
+    picture = args[args.index("--output") + 1]
+    args[args.index("--output") + 1] = str(tmp_path / "remade.png")
+    done = subprocess.run([sys.executable, "-m", "edge.camera", *args, "--backend", "onnxruntime-cpu", "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    committed, remade = cv2.imread(str(ROOT / picture)), cv2.imread(str(tmp_path / "remade.png"))
+    assert committed.shape == remade.shape
+    differ = np.abs(committed.astype(np.int16) - remade.astype(np.int16)).max(axis=2) > 8
+    assert differ.mean() < 0.002, f"{picture}: {differ.mean():.2%} of the pixels differ; remake it with its command"
 
 
 def _detector_configs():

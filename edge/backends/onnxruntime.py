@@ -142,7 +142,7 @@ class OnnxRuntimeBackend(Backend):
             shapes = ", ".join(f"{name} {list(array.shape)}" for name, array in feeds.items())
             raise EdgeError(f"ONNX Runtime failed to run the model on {shapes} ({first[:300]})",
                             fix="check the input size in the edge config against the model (YOLO sizes are "
-                                "multiples of its stride, usually 32); python -m export inspect MODEL shows its "
+                                "multiples of its stride, usually 32); edge-export inspect MODEL shows its "
                                 "inputs", where=str(self.model_path)) from None
 
     def _close(self) -> None:

@@ -137,7 +137,7 @@ def engine_from_onnx(onnx_path: Path, options: Mapping[str, Any], layer: Any, *,
                      report: Callable[[str], None]) -> Tuple[Path, Dict[str, Any], str]:
     """(plan path, sidecar, "cache hit" | "built in N s") for ``onnx_path`` on ``layer``'s GPU, from the cache.
 
-    Used by the backend and by ``python -m export engine``; call it inside ``layer.activate()``.
+    Used by the backend and by ``edge-export engine``; call it inside ``layer.activate()``.
     """
     from edge.tensorrt.api import features, import_tensorrt
     from edge.tensorrt.builder import BuildOptions, Calibration, build_engine
@@ -184,7 +184,7 @@ def check_plan_sidecar(plan: Path, trt_version: str, device: Any) -> Dict[str, A
     from edge.tensorrt.api import parse_version
 
     sidecar_file = plan_sidecar(plan)
-    rebuild = f"rebuild it on this board: python -m export engine MODEL.onnx --output {plan}"
+    rebuild = f"rebuild it on this board: edge-export engine MODEL.onnx --output {plan}"
     if sidecar_file is None:
         raise EdgeError(f"no sidecar {plan.with_suffix('.json').name} next to the plan, so its model config and "
                         "build provenance are unknown", fix=f"copy it from the board that built the plan, or {rebuild}",

@@ -11,7 +11,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from edge.errors import EdgeError
 
-FIX = "correct the decoder section of the model's edge config (python -m export onnx --config) or override it"
+FIX = "correct the decoder section of the model's edge config (edge-export onnx --config) or override it"
 _MISSING = object()
 
 

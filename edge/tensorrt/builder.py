@@ -29,7 +29,7 @@ _OOM = re.compile(r"out of memory|outofmemory|could not be allocated|insufficien
                   re.IGNORECASE)
 _WORKSPACE = re.compile(r"insufficient workspace|could not find any implementation", re.IGNORECASE)
 FP16_ONNX_FIX = ("export a float16 ONNX (convert with onnxconverter-common's float16.convert_float_to_float16 or "
-                 "NVIDIA ModelOpt AutoCast, then check it with python -m export onnx MODEL.onnx --precision fp16), "
+                 "NVIDIA ModelOpt AutoCast, then check it with edge-export onnx MODEL.onnx --precision fp16), "
                  "or build with --precision fp32")
 
 
@@ -213,7 +213,7 @@ def _calibrator(trt: Any, network: Any, options: BuildOptions, facts: _OnnxFacts
     if config is None:
         if facts.config is None:
             raise EdgeError("int8 calibration needs the model's edge config (its preprocessing)",
-                            fix="embed one with python -m export onnx MODEL --config edge.json", where=where)
+                            fix="embed one with edge-export onnx MODEL --config edge.json", where=where)
         config = EdgeConfig.from_dict(facts.config, where=where)
     from edge.settings import cache_dir
     from edge.tensorrt.calibrator import make_calibrator
@@ -267,7 +267,7 @@ def _build_failed(logger: Any, options: BuildOptions, where: str) -> EdgeError:
     if any(_WORKSPACE.search(e) for e in errors):
         return EdgeError(f"TensorRT found no kernel within the workspace limit: {first}",
                          fix=f"raise --workspace above {options.workspace_mib} MiB", where=where)
-    return EdgeError(f"TensorRT could not build the engine: {first}", fix="check the model with python -m export "
+    return EdgeError(f"TensorRT could not build the engine: {first}", fix="check the model with edge-export "
                      "verify, try --precision fp32, or run trtexec --onnx=MODEL --verbose for the full log",
                      where=where)
 

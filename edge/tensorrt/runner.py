@@ -25,7 +25,7 @@ import numpy as np
 from edge.cuda.base import CudaLayer
 from edge.errors import EdgeError
 
-REBUILD_FIX = "delete it; an engine from the cache is rebuilt on next use (python -m export engine MODEL.onnx --force)"
+REBUILD_FIX = "delete it; an engine from the cache is rebuilt on next use (edge-export engine MODEL.onnx --force)"
 
 
 @dataclass(frozen=True)

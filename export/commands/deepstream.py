@@ -7,8 +7,8 @@ error unless --allow-approximate-std. Detectors whose outputs nvinfer cannot par
 commented-out custom-parser placeholders. Relative paths in the file are from its folder.
 
 Examples:
-  python -m export deepstream model.onnx --output-dir deepstream/
-  python -m export deepstream model.onnx --precision int8 --calib-file calib.txt --batch-size 4
+  edge-export deepstream model.onnx --output-dir deepstream/
+  edge-export deepstream model.onnx --precision int8 --calib-file calib.txt --batch-size 4
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ HELP = "write a DeepStream nvinfer config and labels file for a model"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``python -m export deepstream``."""
+    """Flags of ``edge-export deepstream``."""
     parser.add_argument("model", type=Path, help="the .onnx model (with its edge config)")
     parser.add_argument("--output-dir", type=Path, default=Path("."), help="where to write the files (default: .)")
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp16",

@@ -8,11 +8,11 @@ plan and its sidecar (``PLAN`` + ``PLAN.json`` with the edge config and build pr
 is a plain TensorRT file that ``trtexec --loadEngine`` accepts.
 
 Examples:
-  python -m export engine model.onnx                         # fp16 where the GPU has fast fp16
-  python -m export engine model.onnx --batch 1:4:8 --output model.plan
-  python -m export engine model.onnx --precision int8 --calib-images images/
-  python -m export engine --list
-  python -m export engine --clear --older-than 30
+  edge-export engine model.onnx                         # fp16 where the GPU has fast fp16
+  edge-export engine model.onnx --batch 1:4:8 --output model.plan
+  edge-export engine model.onnx --precision int8 --calib-images images/
+  edge-export engine --list
+  edge-export engine --clear --older-than 30
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ HELP = "build a TensorRT engine for this board (cached); --list / --clear the en
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``python -m export engine``."""
+    """Flags of ``edge-export engine``."""
     parser.add_argument("model", nargs="?", type=Path, help="the ONNX model (not needed with --list / --clear)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                         help="default: fp16 where the GPU has fast fp16, else fp32 (TensorRT 11: the ONNX's types)")
@@ -79,7 +79,7 @@ def build(args: argparse.Namespace, cache_root: Path) -> int:
     from edge.tensorrt.api import import_tensorrt
 
     if args.model is None:
-        raise EdgeError("no model given", fix="python -m export engine MODEL.onnx, or --list / --clear")
+        raise EdgeError("no model given", fix="edge-export engine MODEL.onnx, or --list / --clear")
     if args.output is not None and args.output.suffix.lower() == ".json":
         raise EdgeError("--output is the plan's path; its sidecar goes next to it as .json",
                         fix="e.g. --output model.plan", where="--output")

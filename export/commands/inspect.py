@@ -7,8 +7,8 @@ written by the engine builder (edge config + build provenance), and the plan's I
 when TensorRT is installed here.
 
 Examples:
-  python -m export inspect model.onnx
-  python -m export inspect model.plan --json
+  edge-export inspect model.onnx
+  edge-export inspect model.plan --json
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..tflite import sha256_file
 
 HELP = "show a model's tensors, operators, parameters, FLOPs, edge config and provenance"
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
-NO_CONFIG = "none — add one with python -m export onnx MODEL --config edge.json"
+NO_CONFIG = "none — add one with edge-export onnx MODEL --config edge.json"
 CONFIG_KEYS = ("edge_config", "name", "task", "input", "preprocess", "outputs", "decoder", "labels")
 
 # FLOP estimate: 1 per output element for these (activations, arithmetic, normalisation).
@@ -45,7 +45,7 @@ REDUCTIONS = frozenset(("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "Red
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``python -m export inspect``."""
+    """Flags of ``edge-export inspect``."""
     parser.add_argument("file", type=Path, help="an ONNX model, or a TensorRT plan (.plan/.engine/.trt)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
@@ -230,14 +230,14 @@ def inspect_plan(path: Path) -> Dict[str, Any]:
     """A TensorRT plan: its sidecar (config + build provenance) and, with TensorRT here, its I/O tensors."""
     if not path.is_file():
         raise EdgeError("engine file not found" if not path.exists() else "engine path is not a file",
-                        fix="check the path (python -m export engine MODEL.onnx builds one)", where=str(path))
+                        fix="check the path (edge-export engine MODEL.onnx builds one)", where=str(path))
     report: Dict[str, Any] = {"file": str(path), "format": "tensorrt-plan",
                               "provenance": {"sha256": sha256_file(path), "size_bytes": path.stat().st_size}}
     sidecar = plan_sidecar(path)
     report["sidecar"] = None if sidecar is None else str(sidecar)
     if sidecar is None:
         report["sidecar_status"] = (f"none — {path.with_suffix('.json').name} not found, so the edge config and "
-                                    "build provenance are unknown. Fix: rebuild with python -m export engine "
+                                    "build provenance are unknown. Fix: rebuild with edge-export engine "
                                     "MODEL.onnx, which writes the sidecar, or copy it from the board that built it")
         report["edge_config"], report["edge_config_status"], report["build"] = None, NO_CONFIG, {}
     else:

@@ -43,7 +43,7 @@ DEFAULT_OPSET = 17
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``python -m export onnx``."""
+    """Flags of ``edge-export onnx``."""
     parser.add_argument("source", help="module:callable, file.py:callable, .pt/.ts, .keras, .h5, .tflite or .onnx")
     parser.add_argument("--output", type=Path, help="the .onnx to write (default: ./<source name>.onnx)")
     parser.add_argument("--weights", type=Path, help="PyTorch state_dict for a module:callable source")

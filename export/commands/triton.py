@@ -8,8 +8,8 @@ must apply the edge config's preprocessing, which the config records. An entry h
 different model is kept unless --force.
 
 Examples:
-  python -m export triton model.onnx --repository models/
-  python -m export triton model.onnx --repository models/ --tensorrt-accelerator fp16 --instances 2
+  edge-export triton model.onnx --repository models/
+  edge-export triton model.onnx --repository models/ --tensorrt-accelerator fp16 --instances 2
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ HELP = "write a Triton model-repository entry (config.pbtxt + model) for a model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``python -m export triton``."""
+    """Flags of ``edge-export triton``."""
     parser.add_argument("model", type=Path, help="the .onnx model (with its edge config)")
     parser.add_argument("--repository", type=Path, required=True, metavar="DIR", help="the Triton model repository")
     parser.add_argument("--name", help="model name in the repository (default: the edge config's name)")

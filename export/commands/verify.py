@@ -11,9 +11,9 @@ without a config); an image, folder, video or source URI goes through the model'
 preprocessing (needs an edge config).
 
 Examples:
-  python -m export verify model.onnx --backends onnxruntime-cpu,opencv
-  python -m export verify model.onnx --backends onnxruntime-cpu,onnxruntime-tensorrt --precision fp16
-  python -m export verify model.onnx --backends onnxruntime-cpu,opencv --inputs photos/ --count 10
+  edge-export verify model.onnx --backends onnxruntime-cpu,opencv
+  edge-export verify model.onnx --backends onnxruntime-cpu,onnxruntime-tensorrt --precision fp16
+  edge-export verify model.onnx --backends onnxruntime-cpu,opencv --inputs photos/ --count 10
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ BackendRun = Tuple[str, List[Dict[str, np.ndarray]]]  # (backend label, outputs 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``python -m export verify``."""
+    """Flags of ``edge-export verify``."""
     parser.add_argument("file", type=Path, help="the ONNX model to check")
     parser.add_argument("--backends", default="onnxruntime-cpu,opencv",
                         help="comma-separated backends; the first is the reference and runs at fp32 "

@@ -279,7 +279,7 @@ def test_missing_config_error_lists_fields_and_flags(missing, present, absent):
     text = assert_one_line(error, "cam.onnx | the model has no complete edge config", *present)
     for needle in absent:
         assert needle not in text
-    assert "sidecar JSON" in text and "python -m export onnx" in text
+    assert "sidecar JSON" in text and "edge-export onnx" in text
     flags = [FLAG_FOR_FIELD[f] for f in missing if f in FLAG_FOR_FIELD]
     assert [text.count(flag) for flag in dict.fromkeys(flags)] == [1] * len(dict.fromkeys(flags))
 

@@ -157,7 +157,7 @@ def test_config_that_does_not_fit_the_graph(colour_model_path, mutate, expected)
     (lambda d: _write(d / "text.onnx", b"hello, I am not a model\n" * 10), "not a readable ONNX model"),
     (lambda d: "no_such_zoo_model", "neither a file nor a model shipped"),
     (lambda d: _write(d / "best.pt", b"PK\x03\x04 a torch zip"), "PyTorch file.*yolo export model=best.pt"),
-    (lambda d: _write(d / "model.tflite", b"TFL3"), "TFLite file.*python -m export onnx model.tflite"),
+    (lambda d: _write(d / "model.tflite", b"TFL3"), "TFLite file.*edge-export onnx model.tflite"),
 ])
 def test_bad_model_paths(tmp_path, make, expected):
     with pytest.raises(EdgeError, match=expected) as excinfo:

@@ -140,7 +140,7 @@ def test_embedded_config_that_is_not_an_object(tmp_path: Path, colour_model_path
         info.embedded_config()
     message = str(error.value)
     assert message.startswith(f"{path} | ") and "\n" not in message
-    assert "Fix: re-embed it with python -m export onnx" in message
+    assert "Fix: re-embed it with edge-export onnx" in message
     for needle in needles:
         assert needle in message
 

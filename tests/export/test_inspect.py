@@ -76,7 +76,7 @@ def test_model_without_config(capsys, tmp_path):
     path = make_colour_classifier(tmp_path / "bare.onnx", embed=False)
     code, out, _ = _inspect(capsys, path)
     assert code == 0 and f"edge config: {NO_CONFIG}" in out
-    assert "python -m export onnx MODEL --config edge.json" in NO_CONFIG
+    assert "edge-export onnx MODEL --config edge.json" in NO_CONFIG
 
 
 def test_invalid_embedded_config_is_reported_not_raised(capsys, tmp_path):
@@ -186,7 +186,7 @@ def test_plan_without_sidecar_says_so_with_the_fix(capsys, tmp_path):
     plan = _fake_plan(tmp_path)
     code, out, _ = _inspect(capsys, plan)
     assert code == 0
-    assert "sidecar: none — colour.json not found" in out and "Fix: rebuild with python -m export engine" in out
+    assert "sidecar: none — colour.json not found" in out and "Fix: rebuild with edge-export engine" in out
     assert _inspect_json(capsys, plan)["edge_config"] is None
 
 

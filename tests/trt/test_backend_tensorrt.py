@@ -129,7 +129,7 @@ def test_dynamic_batch_profile(fake, tmp_path):
     with pytest.raises(EdgeError, match="dynamic shape \\?x3x8x8.*Fix: pass --batch MIN:OPT:MAX"):
         from edge.backends.tensorrt import check_request
 
-        check_request(path, {})  # ahead-of-time builds (python -m export engine) must say which batch
+        check_request(path, {})  # ahead-of-time builds (edge-export engine) must say which batch
     with TensorRTBackend(path, options={"batch": "1:2:4", "report": lambda line: None}) as backend:
         assert backend.inputs[0].shape == (None, 3, 8, 8)
         for batch in (1, 4, 3):
@@ -201,7 +201,7 @@ def test_a_plan_from_another_tensorrt_is_an_error_with_the_fix(monkeypatch, tmp_
     plan = _cached_plan(tmp_path, tmp_path / "colour.plan")
     use_fake(monkeypatch, tmp_path, "10.3")
     with pytest.raises(EdgeError, match="built for TensorRT 8.5.2.2, this is 10.3.0; a plan cannot be rebuilt "
-                                        "without its ONNX. Fix: rebuild it on this board: python -m export engine"):
+                                        "without its ONNX. Fix: rebuild it on this board: edge-export engine"):
         TensorRTBackend(plan).prepare()
 
 

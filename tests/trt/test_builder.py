@@ -227,7 +227,7 @@ def test_fp16_on_11_needs_a_float16_onnx(monkeypatch, tmp_path, lines):
     fake = install_fake(monkeypatch, "11.1")
     model = make_colour_classifier(tmp_path / "c.onnx")
     one_line_error(lambda: build(model, lines, precision="fp16"), "TensorRT 11.1.0 takes precision from the ONNX",
-                   "float16 ONNX", "AutoCast", "python -m export onnx")
+                   "float16 ONNX", "AutoCast", "edge-export onnx")
     one_line_error(lambda: build(model, lines, precision="fp16", fp16_onnx_hint="run make fp16"), "Fix: run make fp16")
     assert not fake.called("Builder()")
 

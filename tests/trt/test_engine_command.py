@@ -1,4 +1,4 @@
-"""python -m export engine: build into the cache, --output, --list, --clear, and one-line user errors.
+"""edge-export engine: build into the cache, --output, --list, --clear, and one-line user errors.
 
 Runs against the fake tensorrt and FakeCudaLayer (contract test: proves the CLI and cache plumbing).
 """
@@ -111,7 +111,7 @@ def test_list_and_clear(fake, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    ((), "no model given. Fix: python -m export engine MODEL.onnx"),
+    ((), "no model given. Fix: edge-export engine MODEL.onnx"),
     (("{tmp}/model.plan",), "'.plan' is not an ONNX model"),
     (("{tmp}/missing.onnx",), "model file not found"),
     (("{model}", "--precision", "int8"), "int8 needs calibration images"),

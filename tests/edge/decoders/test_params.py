@@ -141,7 +141,7 @@ def test_message_is_one_line():
         build_decoder(ssd("anchors.strides", [8, 16]), labels=None, input_wh=(128, 128), where="m.onnx")
     assert str(error.value) == (
         "m.onnx | decoder field 'decoder.anchors.strides': expected num_layers = 4 strides, found [8, 16]. "
-        "Fix: correct the decoder section of the model's edge config (python -m export onnx --config) "
+        "Fix: correct the decoder section of the model's edge config (edge-export onnx --config) "
         "or override it.")
 
 
