@@ -114,7 +114,7 @@ def camera_run(frames: int, threads: Optional[int]) -> Dict[str, Any]:
             command += ["--threads", str(threads)]
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
         spawned = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env)
         if done.returncode != 0:
             raise RuntimeError(done.stderr)
         summary = json.loads(summary_path.read_text())

@@ -197,8 +197,8 @@ def run_worker(spec: Dict[str, Any], timeout_s: float, log: Callable[[str], None
     row = base_row(spec)
     payload = json.dumps({k: v for k, v in spec.items() if k != "verdict"})
     try:
-        done = subprocess.run([sys.executable, "-m", f"{__package__}.worker"], input=payload, capture_output=True,
-                              text=True, timeout=timeout_s, env=_env())
+        done = subprocess.run([sys.executable, "-m", f"{__package__}.worker"], input=payload, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout_s, env=_env())
     except subprocess.TimeoutExpired as exc:
         log(f"[{spec['model']} {spec['backend']}] timed out\n{exc.stderr or ''}")
         row["reason"] = f"the worker ran past the row timeout of {timeout_s:.0f} s"
@@ -223,7 +223,8 @@ def pipeline_run(model_path: Path, backend: str, frames: int, threads: Optional[
                    "--summary-json", str(summary_path)]
         if threads:
             command += ["--threads", str(threads)]
-        done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=600)
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                              env=_env(), timeout=600)
         if done.returncode != 0 or not summary_path.is_file():
             last = next((line for line in reversed(done.stderr.strip().splitlines()) if line.strip()), "no output")
             raise RuntimeError(f"edge.camera exited with {done.returncode}: {last.strip()[:300]}")

@@ -6,12 +6,14 @@
         for frame in source:
             detections = model(frame.image)   # boxes in source-frame pixels
 
-Attributes are imported on first use, so ``import edge`` stays cheap and needs only numpy and onnx.
+Attributes are imported on first use, so ``import edge`` stays cheap and needs only numpy and onnx
+(on Python 3.6, which has no module ``__getattr__``, they are imported with the package).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 __version__ = "0.1.0"
@@ -46,3 +48,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+if sys.version_info < (3, 7):  # no module __getattr__ before Python 3.7 (PEP 562): import the exports now
+    for _name in _EXPORTS:
+        globals()[_name] = __getattr__(_name)

@@ -186,7 +186,7 @@ def nvcc_compile(compute_capability: Tuple[int, int]) -> bytes:
         with open(source, "w") as handle:
             handle.write(KERNEL_SOURCE)
         done = subprocess.run([nvcc, "-cubin", f"-arch={arch}", *COMPILE_OPTIONS, "-o", image, source],
-                              capture_output=True, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
         if done.returncode != 0:
             raise CudaError(f"nvcc -cubin -arch={arch} failed: {done.stderr.strip()}")
         with open(image, "rb") as handle:
