@@ -8,7 +8,9 @@ and every detection ties at score 1/91), so scores spread and detections are dis
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 
@@ -62,7 +64,10 @@ def fasterrcnn():
 def yolov8n():
     """Ultralytics YOLOv8n (random init): forward returns (y, {"boxes", "scores", "feats": [p3, p4, p5]})."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo-config-"))
+    if "YOLO_CONFIG_DIR" not in os.environ:  # Ultralytics writes its settings there; removed when this process ends
+        folder = tempfile.mkdtemp(prefix="yolo-config-")
+        atexit.register(shutil.rmtree, folder, True)
+        os.environ["YOLO_CONFIG_DIR"] = folder
     import torch
     from ultralytics import YOLO
 
