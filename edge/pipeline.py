@@ -11,7 +11,8 @@ always goes through the same path: threads stopped, sinks closed (files finalise
 returned. ``interrupt()`` (what the camera app's SIGINT/SIGTERM handler calls) stops between
 two frames, never in the middle of one, so every output of a run holds the same frames; an
 output that cannot be written (disk full) stops the run with ``OutputWriteError`` and the
-summary's ``outputs`` says how many frames each file really holds.
+summary's ``outputs`` says how many frames each file really holds. A result becomes JSON only when
+some sink reads it (``needs_record``: JSON lines); every sink gets the result object as ``record.result``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from edge.sinks import OutputWriteError, close_sinks
+from edge.errors import EdgeError
+from edge.sinks import FrameRecord, OutputWriteError, close_sinks
 from edge.stats import STAGES, StageTimes, peak_rss_mb
 
 _END = object()
@@ -218,6 +220,8 @@ class Pipeline:
                     break
                 for sink in self.sinks:  # all or none: every output gets this frame, or the run stops here
                     sink.preflight()
+                    if hasattr(sink, "check_result"):
+                        sink.check_result(item[1])
                 if not self._deliver(*item):
                     summary.ended = "an output asked to stop (window closed or output pipe closed)"
                     break
@@ -236,6 +240,9 @@ class Pipeline:
         except OutputWriteError as exc:
             summary.ended = f"an output failed ({exc.what})"
             raise
+        except EdgeError as exc:  # e.g. an output that cannot hold this model's results
+            summary.ended = f"stopped by an error ({exc.what})"
+            raise
         finally:
             summary.elapsed_s = time.perf_counter() - start
             self._shutdown(workers)
@@ -253,8 +260,10 @@ class Pipeline:
             self.annotator.annotate_status(annotated, fps, self._recent)
         t1 = time.perf_counter()
         timings["draw"] = (t1 - t0) * 1e3
-        record: Dict[str, Any] = {"frame": frame.index, "timestamp_s": round(frame.timestamp_s, 6),
-                                  "result": result.to_json(), "timings_ms": timings}
+        record = FrameRecord(result, frame=frame.index, timestamp_s=round(frame.timestamp_s, 6))
+        if any(getattr(sink, "needs_record", True) for sink in self.sinks):
+            record["result"] = result.to_json()  # milliseconds for masks (COCO RLE): only when some sink reads it
+        record["timings_ms"] = timings
         if frame.truth:
             record["truth"] = frame.truth
         keep_going = True

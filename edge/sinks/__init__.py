@@ -3,7 +3,9 @@
 Every sink is a context manager with one method, ``write(frame, annotated, record) -> bool``,
 which returns False when the user asked to stop (window closed, 'q' or Esc). ``close()`` is
 idempotent and safe on every exit path, including a ``finally`` after Ctrl-C, so that video
-files are finalised. ``needs_annotated`` tells the pipeline whether to draw at all.
+files are finalised. ``needs_annotated`` tells the pipeline whether to draw at all, ``needs_record``
+whether to convert results to JSON; the record is a :class:`FrameRecord`, a dict that carries the result
+object too, for sinks that write it in another form (``mask:`` images).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from edge.errors import EdgeError
-from edge.sinks.base import OutputWriteError, Sink
+from edge.sinks.base import FrameRecord, OutputWriteError, Sink
 from edge.sinks.files import (
     DEFAULT_VIDEO_FPS,
     IMAGE_EXTS,
@@ -24,17 +26,19 @@ from edge.sinks.files import (
     VideoSink,
 )
 from edge.sinks.jsonl import JSON_EXTS, JsonLinesSink, dumps_line, jsonable
+from edge.sinks.masks import MaskImageSink, check_outputs_for_task, class_image, is_mask_spec, mask_path
 from edge.sinks.window import WindowSink, display_available, opencv_has_gui
 
-__all__ = ["DEFAULT_VIDEO_FPS", "IMAGE_EXTS", "JSON_EXTS", "VIDEO_FOURCC_BY_EXT", "ImageSink", "JsonLinesSink",
-           "OutputWriteError", "SegmentedVideoSink",
-           "Sink", "VideoSink", "WindowSink", "close_sinks", "display_available", "dumps_line", "jsonable",
-           "open_sinks", "opencv_has_gui"]
+__all__ = ["DEFAULT_VIDEO_FPS", "IMAGE_EXTS", "JSON_EXTS", "VIDEO_FOURCC_BY_EXT", "FrameRecord", "ImageSink",
+           "JsonLinesSink", "MaskImageSink", "OutputWriteError", "SegmentedVideoSink",
+           "Sink", "VideoSink", "WindowSink", "check_outputs_for_task", "class_image", "close_sinks",
+           "display_available", "dumps_line", "jsonable", "open_sinks", "opencv_has_gui"]
 
 ACCEPTED_OUTPUTS = (
     "'-' or 'stdout' (JSON lines), a .jsonl/.json file, a video file ("
     + " ".join(sorted(VIDEO_FOURCC_BY_EXT))
-    + "), an image pattern like out_%05d.jpg or an image file or folder/, 'display' or 'display://0', 'none'"
+    + "), an image pattern like out_%05d.jpg or an image file or folder/, mask images of a segmentation model "
+    "like mask:masks_%05d.png (class id per pixel), 'display' or 'display://0', 'none'"
 )
 
 
@@ -47,6 +51,8 @@ def _is_display(spec: str) -> bool:
 
 def _output_key(spec: str) -> str:
     """What an output spec writes to, so that two spellings of one file compare equal."""
+    if is_mask_spec(spec):
+        return os.path.normcase(os.path.abspath(mask_path(spec)))
     text = spec[len("file://") :] if spec.startswith("file://") else spec
     if text.lower() in ("-", "stdout"):
         return "-"
@@ -67,6 +73,10 @@ def _refuse_duplicates(specs: Sequence[str]) -> None:
 
 
 def _sink_for(spec: str, fps: Optional[float], overwrite: bool, segment_s: Optional[float]) -> Optional[Sink]:
+    if is_mask_spec(spec):
+        if not mask_path(spec):
+            raise EdgeError("'mask:' needs a file pattern after it", "write it like mask:masks_%05d.png", "--output")
+        return MaskImageSink(mask_path(spec))
     text = spec[len("file://") :] if spec.startswith("file://") else spec
     ext = Path(text).suffix.lower()
     if text.lower() == "none":
@@ -88,7 +98,7 @@ def open_sinks(outputs: Sequence[str], *, headless: bool, fps: Optional[float],
                overwrite: bool = False, segment_s: Optional[float] = None) -> List[Sink]:
     """Turn output specs into sinks, checking every path before any processing starts.
 
-    outputs: specs such as "-", "out.jsonl", "out.mp4", "out_%05d.jpg", "display", "none"; a
+    outputs: specs such as "-", "out.jsonl", "out.mp4", "out_%05d.jpg", "mask:masks_%05d.png", "display", "none"; a
     file given twice is an error. headless: never open a window; without it a window is added
     when a display exists, no display spec was given, and "none" was not given. fps: frame rate
     for video files. overwrite: replace existing non-empty .jsonl and video files (refused

@@ -20,14 +20,33 @@ class OutputWriteError(EdgeError):
     exit_code = 1
 
 
+class FrameRecord(dict):
+    """A frame's record as the pipeline hands it to every sink: a plain JSON dict (index, timestamp, stage
+    timings in ms, and, when some sink has ``needs_record``, the result's JSON form under "result"), which
+    also carries the result object itself as :attr:`result` (never serialised: ``dict`` views and
+    ``json.dumps`` see the keys only). Sinks that write the result in another form (mask images) read the
+    object; they cost no JSON conversion.
+    """
+
+    def __init__(self, result: Any = None, *args: Any, **fields: Any) -> None:
+        super().__init__(*args, **fields)
+        #: the decoder's (and tracker's) result: Detections, Classification, Segmentation, ...; None when unknown
+        self.result = result
+
+
 class Sink:
     """Base class: a context manager that receives every frame and its record.
 
     Subclasses implement ``_write`` and, when they hold resources, ``_close``. ``frames_in_output``
     is how many frames the output really holds (None for outputs that keep nothing, like a window).
+    ``needs_annotated``: the sink shows pixels, so the pipeline draws the overlay for it.
+    ``needs_record``: the sink reads ``record["result"]``, the result's JSON form; the pipeline converts
+    results to JSON (COCO RLE for masks: milliseconds a frame) only when some sink says so. True by
+    default, so that a sink written before this flag existed still finds the result in its record.
     """
 
     needs_annotated: bool = False
+    needs_record: bool = True
 
     def __init__(self) -> None:
         self._closed = False
@@ -37,7 +56,9 @@ class Sink:
 
         frame: the source frame. annotated: the frame with the overlay drawn, or None when no
         sink needs pixels (sinks that show pixels fall back to ``frame.image``).
-        record: the frame's JSON record (index, timestamp, result, stage timings in ms).
+        record: the frame's JSON record (index, timestamp, stage timings in ms, and the result's JSON
+        form when ``needs_record``); from the pipeline a :class:`FrameRecord`, whose ``.result`` is the
+        result object.
         """
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
@@ -50,6 +71,12 @@ class Sink:
         """Raise OutputWriteError when the next frame cannot be written whole (e.g. the disk is nearly full).
 
         The pipeline asks every sink before writing a frame to any, so that all outputs stop at the same frame.
+        """
+
+    def check_result(self, result: Any) -> None:
+        """Raise EdgeError when this output cannot hold this kind of result (e.g. mask images of boxes).
+
+        The pipeline asks every sink before writing a frame to any, like :meth:`preflight`.
         """
 
     @property

@@ -20,6 +20,7 @@ IMAGE_EXTS: Tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif",
 DEFAULT_VIDEO_FPS = 30.0
 _VIDEO_RESERVE_BYTES = 1 << 20  # room kept free for the last frames and the container's index
 _INDEX_BYTES_PER_FRAME = 64  # an mp4 index entry is ~20 bytes a frame (sizes, offsets, sync samples)
+_IMAGE_RESERVE_BYTES = 64 * 1024  # room kept free beyond two images: file system metadata
 
 
 class VideoSink(Sink):
@@ -41,6 +42,7 @@ class VideoSink(Sink):
     CRASH_UNSAFE_SUFFIXES = (".mp4", ".mov")
 
     needs_annotated = True
+    needs_record = False
 
     def __init__(self, path: PathLike, fps: Optional[float] = None, *, overwrite: bool = False) -> None:
         super().__init__()
@@ -165,6 +167,7 @@ class SegmentedVideoSink(Sink):
     """
 
     needs_annotated = True
+    needs_record = False
 
     def __init__(self, path: PathLike, segment_s: float, fps: Optional[float] = None, *,
                  overwrite: bool = False) -> None:
@@ -256,54 +259,84 @@ class ImageSink(Sink):
 
     pattern: ``out_%05d.jpg`` (formatted with the frame index), a folder (``out/`` or an existing
     folder: ``frame_000042.jpg`` inside it), or a plain image file, overwritten with the newest
-    frame (for one-image sources: ``--source photo.jpg --output out.jpg``).
+    frame (for one-image sources: ``--source photo.jpg --output out.jpg``). Like the other file
+    outputs, it stops with OutputWriteError before a frame when the disk has no room left for
+    another image as large as the largest so far.
     """
 
     needs_annotated = True
+    needs_record = False
+    #: what the images are and an example spec, for messages; the extensions accepted; the file name in a folder
+    what = "image"
+    example = "out_%05d.jpg"
+    exts: Tuple[str, ...] = IMAGE_EXTS
+    folder_name = "frame_%06d.jpg"
 
     def __init__(self, pattern: PathLike) -> None:
         super().__init__()
         text = os.fspath(pattern)
-        self._cv2 = require_cv2("writing image files")
+        self._cv2 = require_cv2(f"writing {self.what} files")
         self._folder = None
         if text.endswith(("/", os.sep)) or Path(text).is_dir():
             folder = Path(text)
-            _check_parent(folder, "image folder")
+            _check_parent(folder, f"{self.what} folder")
             self._folder: Optional[Path] = folder  # created on the first frame: a failed run leaves nothing
-            text = str(folder / "frame_%06d.jpg")
+            text = str(folder / self.folder_name)
         elif "%" in text:
             try:
                 text % 0
             except (TypeError, ValueError):
                 raise EdgeError(
-                    "the image pattern needs exactly one integer field", "write it like out_%05d.jpg", text
+                    f"the {self.what} pattern needs exactly one integer field", f"write it like {self.example}", text
                 ) from None
         ext = Path(text).suffix.lower()
-        if ext not in IMAGE_EXTS:
-            raise EdgeError(
-                f"unsupported image extension '{ext or '(none)'}'", f"use one of {' '.join(IMAGE_EXTS)}", text
-            )
+        if ext not in self.exts:
+            raise EdgeError(*self._extension_error(ext), text)
         if self._folder is None:
-            _check_parent(Path(text), "images")
+            _check_parent(Path(text), f"{self.what}s")
         self.pattern = self.name = text
         self.images_written = 0
+        self._largest_bytes = 0
+
+    def _extension_error(self, ext: str) -> Tuple[str, str]:
+        return f"unsupported image extension '{ext or '(none)'}'", f"use one of {' '.join(self.exts)}"
 
     def __repr__(self) -> str:
-        return f"ImageSink({self.pattern!r})"
+        return f"{type(self).__name__}({self.pattern!r})"
 
     def path_for(self, index: int) -> Path:
         """File written for the frame with this index."""
         return Path(self.pattern % index if "%" in self.pattern else self.pattern)
 
+    def preflight(self) -> None:
+        """Stop before an image that would not fit on the disk (room for twice the largest so far)."""
+        if not self.images_written:
+            return
+        folder = self.path_for(0).parent
+        free = free_bytes(folder if str(folder) else Path("."))
+        if free is not None and free < 2 * self._largest_bytes + _IMAGE_RESERVE_BYTES:
+            raise OutputWriteError(f"the disk is nearly full ({free // 1024} KiB left) after "
+                                   f"{self.images_written} {self.what}s", "free space or write to another disk",
+                                   self.name)
+
+    def _image(self, frame: Frame, annotated: Optional[np.ndarray], record: Dict[str, Any]) -> np.ndarray:
+        """Hook: the pixels to write for this frame."""
+        return _pixels(frame, annotated)
+
     def _write(self, frame: Frame, annotated: Optional[np.ndarray], record: Dict[str, Any]) -> bool:
+        image = self._image(frame, annotated, record)
         if self._folder is not None:
             self._folder.mkdir(exist_ok=True)
             self._folder = None
         path = self.path_for(frame.index)
-        if not self._cv2.imwrite(str(path), _pixels(frame, annotated)):
-            raise OutputWriteError(f"cannot write image {self.images_written + 1} (disk full or not writable)",
+        if not self._cv2.imwrite(str(path), image):
+            raise OutputWriteError(f"cannot write {self.what} {self.images_written + 1} (disk full or not writable)",
                                    "free space, or check the folder is writable", str(path))
         self.images_written += 1
+        try:
+            self._largest_bytes = max(self._largest_bytes, path.stat().st_size)
+        except OSError:
+            pass  # removed by someone else at once: the next preflight keeps the previous estimate
         return True
 
     @property

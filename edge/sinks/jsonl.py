@@ -59,6 +59,8 @@ class JsonLinesSink(Sink):
     raises OutputWriteError.
     """
 
+    needs_record = True
+
     def __init__(self, stream_or_path: Union[PathLike, IO[str]] = "-", *, overwrite: bool = False) -> None:
         super().__init__()
         self._fd: Optional[int] = None

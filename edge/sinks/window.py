@@ -36,6 +36,7 @@ class WindowSink(Sink):
     """Shows annotated frames in an OpenCV window; 'q', Esc or closing the window stops the run."""
 
     needs_annotated = True
+    needs_record = False
 
     def __init__(self, title: str = "edge") -> None:
         super().__init__()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 from edge.errors import EdgeError
 from edge.pipeline import Pipeline
+from edge.sinks import JsonLinesSink
 from edge.sinks.base import Sink
 from edge.sources import open_source
 from edge.stats import StageTimes, peak_rss_mb
@@ -207,3 +210,81 @@ def test_progress_sees_every_frame_and_the_detections_so_far(face_model):
         summary = Pipeline(face_model, source, [], progress=lambda s: seen.append((s.frames, s.detections))).run()
     assert [frames for frames, _ in seen] == [1, 2, 3, 4, 5, 6]
     assert seen[-1][1] == summary.detections >= 5  # the demo face is in view in these frames
+
+
+# -- results become JSON only for sinks that read it; the record carries the result object -------------------
+
+
+class CountingModel:
+    """The face model, whose results count the calls of their ``to_json``."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.to_json_calls = 0
+
+    def decode(self, outputs, transform):
+        from edge.results import Detections
+
+        counter = self
+
+        class CountingDetections(Detections):
+            def to_json(self):
+                counter.to_json_calls += 1
+                return super().to_json()
+
+        found = self.model.decode(outputs, transform)
+        return CountingDetections(found.boxes_xyxy, found.scores, found.class_ids, found.keypoints_xy, found.labels)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def pixels_only() -> Recorder:
+    sink = Recorder()
+    sink.needs_record = False
+    return sink
+
+
+@pytest.mark.parametrize("make_sinks, calls_per_frame", [
+    (lambda: [], 0),
+    (lambda: [pixels_only()], 0),                       # a video, images, a window, mask images
+    (lambda: [pixels_only(), pixels_only()], 0),
+    (lambda: [Recorder()], 1),                          # a sink that reads record["result"]
+    (lambda: [pixels_only(), JsonLinesSink(io.StringIO()), JsonLinesSink(io.StringIO())], 1),  # once, shared
+], ids=["no sink", "pixels", "two pixel sinks", "reads json", "json lines and pixels"])
+def test_results_become_json_only_when_a_sink_reads_it(face_model, make_sinks, calls_per_frame):
+    from edge.overlay import Annotator
+    from edge.sinks import FrameRecord
+
+    model, sinks = CountingModel(face_model), make_sinks()
+    with open_source("demo://?frames=6") as source:
+        summary = Pipeline(model, source, sinks, annotator=Annotator()).run()
+    assert summary.frames == 6 and model.to_json_calls == 6 * calls_per_frame
+    assert summary.detections == 6  # counted from the result itself: the demo face is in every frame
+    for sink in sinks:
+        records = sink.records if isinstance(sink, Recorder) else [
+            json.loads(line) for line in sink.stream.getvalue().splitlines()]
+        assert [r["frame"] for r in records] == list(range(6))
+        assert all(set(r) >= {"frame", "timestamp_s", "timings_ms"} for r in records)
+        assert all(("result" in r) is bool(calls_per_frame) for r in records)  # one record, shared by all sinks
+        assert all(len(r["result"]["detections"]) == 1 for r in records if "result" in r)
+        if isinstance(sink, Recorder):
+            assert all(isinstance(r, FrameRecord) and len(r.result) == 1 for r in records)
+
+
+class Refuser(Recorder):
+    """An output that cannot hold this model's results (as mask images refuse boxes)."""
+
+    def check_result(self, result) -> None:
+        raise EdgeError(f"cannot hold {type(result).__name__}", "use another output", "refuser")
+
+
+def test_an_output_that_refuses_the_results_stops_the_run_before_any_output_gets_a_frame(face_model):
+    first, refuser = Recorder(), Refuser()
+    with open_source("demo://?frames=5") as source:
+        pipeline = Pipeline(face_model, source, [first, refuser])
+        with pytest.raises(EdgeError, match="refuser | cannot hold Detections"):
+            pipeline.run()
+    assert first.records == refuser.records == [] and pipeline.summary.frames == 0
+    assert first.closed and refuser.closed
+    assert pipeline.summary.ended == "stopped by an error (cannot hold Detections)"

@@ -22,6 +22,7 @@ from edge.sinks import (
     VIDEO_FOURCC_BY_EXT,
     ImageSink,
     JsonLinesSink,
+    MaskImageSink,
     SegmentedVideoSink,
     Sink,
     VideoSink,
@@ -89,17 +90,31 @@ def test_sink_is_a_context_manager_and_close_is_idempotent():
 
 
 @pytest.mark.parametrize(
-    "make, needs_annotated",
+    "make, needs_annotated, needs_record",
     [
-        (lambda tmp: VideoSink(tmp / "a.mp4"), True),
-        (lambda tmp: ImageSink(str(tmp / "a_%03d.png")), True),
-        (lambda tmp: JsonLinesSink(io.StringIO()), False),
+        (lambda tmp: VideoSink(tmp / "a.mp4"), True, False),
+        (lambda tmp: SegmentedVideoSink(tmp / "a.mkv", 1.0), True, False),
+        (lambda tmp: ImageSink(str(tmp / "a_%03d.png")), True, False),
+        (lambda tmp: MaskImageSink(str(tmp / "m_%03d.png")), False, False),
+        (lambda tmp: JsonLinesSink(io.StringIO()), False, True),
+        (lambda tmp: CountingSink(), False, True),  # a sink written before needs_record existed still gets JSON
     ],
-    ids=["video", "image", "jsonl"],
+    ids=["video", "segmented", "image", "mask", "jsonl", "custom"],
 )
-def test_needs_annotated(tmp_path, make, needs_annotated):
+def test_needs_annotated_and_needs_record(tmp_path, make, needs_annotated, needs_record):
     with make(tmp_path) as sink:
         assert sink.needs_annotated is needs_annotated
+        assert sink.needs_record is needs_record
+
+
+def test_a_frame_record_is_a_json_dict_that_carries_the_result_object():
+    from edge.sinks import FrameRecord
+
+    result = Detections([[1, 2, 3, 4]], [0.5], [0])
+    record = FrameRecord(result, frame=3, timings_ms={"infer": 1.0})
+    assert record == {"frame": 3, "timings_ms": {"infer": 1.0}} and record.result is result
+    assert json.loads(dumps_line(record)) == {"frame": 3, "timings_ms": {"infer": 1.0}}
+    assert FrameRecord().result is None
 
 
 # -- VideoSink -----------------------------------------------------------------------------
@@ -480,6 +495,10 @@ def test_image_sink_refuses_bad_patterns(tmp_path, pattern, match):
         (["snap.png"], [ImageSink]),
         (["frames/"], [ImageSink]),
         (["existing"], [ImageSink]),  # an existing folder
+        (["mask:masks_%05d.png"], [MaskImageSink]),
+        (["MASK:masks/"], [MaskImageSink]),
+        (["mask:existing"], [MaskImageSink]),
+        (["mask:m.png", "out_%05d.png"], [MaskImageSink, ImageSink]),
         (["out.jsonl", "out.mp4", "-"], [JsonLinesSink, VideoSink, JsonLinesSink]),
     ],
 )
@@ -503,6 +522,12 @@ def test_open_sinks_table(tmp_path, monkeypatch, no_display, outputs, expected_t
         (["missing/out.mp4"], True, "does not exist.*mkdir -p missing"),
         (["missing/out.jsonl"], True, "does not exist"),
         (["missing/out_%05d.jpg"], True, "does not exist"),
+        (["mask:"], True, "'mask:' needs a file pattern after it.*mask:masks_%05d.png"),
+        (["mask:out_%05d.jpg"], True, r"mask images are lossless PNG \(8 or 16 bits a pixel\), not '.jpg'"),
+        (["mask:out.mp4"], True, "mask images are lossless PNG"),
+        (["mask:missing/m_%05d.png"], True, "folder for the mask images does not exist.*mkdir -p missing"),
+        (["mask:missing/deeper/"], True, "folder for the mask image folder does not exist"),
+        (["mask:m_%d_%d.png"], True, "mask image pattern needs exactly one integer field.*mask:masks_%05d.png"),
         (["out.jsonl", "missing/out.mp4"], True, "does not exist"),
         (["display"], True, "needs a window but --headless is set"),
         (["display://0"], False, "no display"),
@@ -546,6 +571,8 @@ def test_open_sinks_adds_a_window_where_a_display_exists(
         (["out.jsonl", "./out.jsonl"], "given twice"),
         (["file://out.mp4", "out.mp4"], "given twice"),
         (["frames_%05d.jpg", "frames_%05d.jpg"], "given twice"),
+        (["m.png", "mask:m.png"], "'m.png' and 'mask:m.png' given twice"),  # both would write m.png
+        (["mask:m_%05d.png", " mask:./m_%05d.png"], "given twice"),
     ],
 )
 def test_open_sinks_refuses_an_output_given_twice(tmp_path, monkeypatch, no_display, outputs, match):
@@ -587,7 +614,8 @@ def test_a_folder_named_like_a_file_output_is_refused_up_front(tmp_path, name, m
 
 def test_opening_and_closing_sinks_creates_nothing(tmp_path, monkeypatch, no_display):
     monkeypatch.chdir(tmp_path)
-    for sink in open_sinks(["a.jsonl", "b.mp4", "frames/", "c_%03d.png"], headless=True, fps=None):
+    for sink in open_sinks(["a.jsonl", "b.mp4", "frames/", "c_%03d.png", "mask:m_%03d.png", "mask:masks/"],
+                           headless=True, fps=None):
         sink.close()
     assert sorted(os.listdir(tmp_path)) == []
 
@@ -658,6 +686,26 @@ def test_video_on_a_nearly_full_disk_stops_with_an_error_and_stays_playable(tiny
     assert sink.frames_written > 0
     count, frames = read_video(path)
     assert len(frames) == sink.frames_written == sink.frames_in_output
+
+
+@pytest.mark.parametrize("make", [lambda path: ImageSink(str(path / "f_%05d.png")),
+                                  lambda path: MaskImageSink(str(path / "m_%05d.png"))], ids=["image", "mask"])
+def test_images_on_a_nearly_full_disk_stop_before_a_frame_that_would_not_fit(tiny_disk, make):
+    from edge.results import Segmentation
+    from edge.sinks import FrameRecord, OutputWriteError
+
+    rng = np.random.default_rng(0)
+    sink = make(tiny_disk)
+    with pytest.raises(OutputWriteError, match=r"nearly full \(\d+ KiB left\) after \d+ (image|mask image)s"):
+        for i in range(2000):
+            sink.preflight()
+            noise = rng.integers(0, 256, (120, 160), np.uint8)  # incompressible: ~19 KiB a PNG
+            frame = Frame(np.dstack([noise] * 3), i, 0.0)
+            sink.write(frame, None, FrameRecord(Segmentation(noise.astype(np.int32))))
+    sink.close()
+    written = sorted(tiny_disk.glob("*_*.png"))
+    assert 0 < len(written) == sink.images_written == sink.frames_in_output < 60
+    assert all(cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is not None for path in written)  # none cut short
 
 
 # --- segmented recording (--segment-seconds) ---------------------------------------------------
