@@ -1,9 +1,46 @@
 """The one place that knows TensorRT versions: import, feature detection, and the few calls that differ.
 
 Everything is found by feature detection on the imported module (``hasattr`` on the binding
-classes, brief §1.1), never from JetPack version strings. Supported: TensorRT >= 8.5 (JetPack 5.1+),
-10.x (JetPack 6.1+/7, x86 pip) and 11.x (strongly typed: precision comes from the ONNX file).
+classes, brief §1.1), never from JetPack version strings. Supported: TensorRT 8.2 (JetPack 4.6.x,
+Jetson Nano/TX1/TX2/Xavier: the binding-index I/O API), 8.5/8.6 (JetPack 5.1+/6.0), 10.x (JetPack
+6.1+/7, x86 pip) and 11.x (strongly typed: precision comes from the ONNX file). How engine I/O is
+addressed on each (tensor names or binding indices) lives in :mod:`edge.tensorrt.engine_io`.
 ``tensorrt`` is imported only inside :func:`import_tensorrt`.
+
+TensorRT 8.2 (JetPack 4.6.1-4.6.6; 4.6 itself has 8.0.1) against what edge uses elsewhere. Checked in
+NVIDIA/TensorRT tag 8.2.1 (commit 6f38570b): python/src/infer/pyCore.cpp [PC82],
+python/src/parsers/pyOnnx.cpp [PO82], python/packaging/tensorrt/__init__.py [INIT82]; the 8.2 Python
+API pages (docs.nvidia.com/deeplearning/tensorrt/archives/tensorrt-823/api/python_api/infer/Core/
+ExecutionContext.html, Engine.html, BuilderConfig.html) say the same; NVIDIA's 8.2 samples
+(samples/python/common.py do_inference_v2, efficientdet/infer.py) use the same calls.
+  * I/O: no num_io_tensors / get_tensor_* / set_input_shape / set_tensor_address /
+    execute_async_v3 (all 8.5+). Instead ICudaEngine.num_bindings, get_binding_name(index),
+    get_binding_index(name), binding_is_input(index), get_binding_shape(index),
+    get_binding_dtype(index), get_profile_shape(profile_index, binding) - profile FIRST, the
+    reverse of 8.5's get_tensor_profile_shape(name, profile) - and IExecutionContext.
+    set_binding_shape(index, shape) -> bool, get_binding_shape(index), all_binding_shapes_specified,
+    execute_async_v2(bindings, stream_handle) -> bool with ``bindings`` a list of device pointers in
+    binding order [PC82 IExecutionContext/ICudaEngine]. With several optimization profiles an engine
+    has num_bindings = tensors x profiles; profile k's bindings are k*n .. k*n+n-1 (names suffixed
+    " [profile k]") - edge uses profile 0, bindings 0 .. n-1 (engine_io.py).
+  * set_optimization_profile_async raises RuntimeError on failure in 8.2 already [PC82].
+  * Builder: build_serialized_network(network, config) exists (8.0+; build_engine is deprecated
+    since 8.0) [PC82 Builder]; create_network(flags) needs 1 << EXPLICIT_BATCH for the ONNX parser;
+    platform_has_fast_fp16; BuilderFlag.FP16/INT8; create_optimization_profile, IOptimizationProfile.
+    set_shape(input, min, opt, max), add_optimization_profile, set_calibration_profile.
+  * IBuilderConfig: max_workspace_size (a property); set_memory_pool_limit / MemoryPoolType arrive
+    in 8.4 [PC82 IBuilderConfig]; create_timing_cache(bytes), set_timing_cache(cache,
+    ignore_mismatch) (both arguments required), get_timing_cache; profiling_verbosity.
+  * EngineInspector exists (create_engine_inspector, execution_context, get_engine_information,
+    LayerInformationFormat.JSON) [PC82]; no TensorIOMode enum (8.5).
+  * OnnxParser.parse_from_file exists; ParserError has code/desc/file/line/func/node, no
+    node_name/node_operator (10.0) [PO82]. DataType: FLOAT, HALF, INT8, INT32, BOOL (UINT8 is 8.5).
+  * IInt8EntropyCalibrator2: get_batch_size, get_batch(names), read/write_calibration_cache.
+  * trt.nptype builds its table with ``np.bool`` [INIT82], and so does 8.5.2 (tag 8.5.2, commit
+    ad932f72; np.bool_ only from 8.5.3.1, commit b0c259a7): with numpy 1.24-1.26 (np.bool removed,
+    back as an alias in 2.0) every call of that helper raises AttributeError - JetPack 5.1's 8.5.2.2
+    under a pip-resolved numpy (public reports on Orin NX). edge never calls trt.nptype: see
+    :func:`numpy_dtype`.
 """
 
 from __future__ import annotations
@@ -42,7 +79,7 @@ class TrtFeatures:
     version: Tuple[int, ...]
     major: int
     named_io: bool  # num_io_tensors / set_tensor_address / execute_async_v3 (>= 8.5)
-    binding_api: bool  # num_bindings / execute_async_v2 (<= 8.6, deprecated in 8.5)
+    binding_api: bool  # num_bindings / set_binding_shape / execute_async_v2 (8.x; deprecated in 8.5, gone in 10)
     pool_limit: bool  # config.set_memory_pool_limit (>= 8.4)
     explicit_batch_flag: bool  # create_network needs 1 << EXPLICIT_BATCH (< 10; ignored in 10, gone in 11)
     precision_flags: bool  # BuilderFlag.FP16 / INT8: weakly typed builds (<= 10.x)
@@ -58,6 +95,11 @@ class TrtFeatures:
     def version_string(self) -> str:
         """"10.3.0"-style version text."""
         return ".".join(str(part) for part in self.version)
+
+    @property
+    def io_api(self) -> str:
+        """"names" (tensor names, execute_async_v3: >= 8.5) or "bindings" (binding indices, execute_async_v2)."""
+        return "names" if self.named_io else "bindings"
 
     @property
     def strongly_typed(self) -> bool:
@@ -79,7 +121,7 @@ def parse_version(text: str) -> Tuple[int, ...]:
 
 
 def features(trt: Any) -> TrtFeatures:
-    """Detect what ``trt`` offers; EdgeError for a binding-API-only TensorRT (< 8.5)."""
+    """Detect what ``trt`` offers; EdgeError for a TensorRT older than 8.0 (no serialized-network builds)."""
     version = parse_version(trt.__version__)
     flags = getattr(trt, "BuilderFlag", None)
     creation = getattr(trt, "NetworkDefinitionCreationFlag", None)
@@ -87,7 +129,8 @@ def features(trt: Any) -> TrtFeatures:
         version=version,
         major=version[0],
         named_io=hasattr(trt.ICudaEngine, "num_io_tensors") and hasattr(trt.IExecutionContext, "execute_async_v3"),
-        binding_api=hasattr(trt.ICudaEngine, "num_bindings"),
+        binding_api=hasattr(trt.ICudaEngine, "num_bindings") and hasattr(trt.IExecutionContext, "execute_async_v2")
+        and hasattr(trt.IExecutionContext, "set_binding_shape"),
         pool_limit=hasattr(trt.IBuilderConfig, "set_memory_pool_limit"),
         explicit_batch_flag=hasattr(creation, "EXPLICIT_BATCH") and version[0] < 10,
         precision_flags=hasattr(flags, "FP16"),
@@ -101,12 +144,39 @@ def features(trt: Any) -> TrtFeatures:
         parser_node_names=hasattr(getattr(trt, "ParserError", None), "node_name"),
         dla=hasattr(trt, "DeviceType") and version[:2] != (11, 0),
     )
-    if not feats.named_io:
+    builds = hasattr(trt.Builder, "build_serialized_network")  # 8.0+: plans are built without a CUDA engine
+    if not builds or not (feats.named_io or feats.binding_api):
         raise EdgeError(
-            f"TensorRT {trt.__version__} has only the binding API; edge needs TensorRT 8.5 or newer (named tensors)",
-            fix="flash JetPack 5.1 or newer (TensorRT 8.5+), or run with --backend onnxruntime",
+            f"TensorRT {trt.__version__} is too old: edge needs TensorRT 8.2 or newer",
+            fix="flash JetPack 4.6.1 or newer (TensorRT 8.2+; JetPack 5.1+ on Xavier/Orin), or run with "
+            "--backend onnxruntime or opencv",
         )
     return feats
+
+
+def max_onnx_opset(feats: TrtFeatures) -> Optional[int]:
+    """The newest ONNX opset this TensorRT's ONNX parser documents (onnx/onnx-tensorrt README at tags 8.0-GA,
+    8.2-GA: "up to Opset 13"; 8.4-GA .. 8.6-GA: 17); None from 10.x, whose range grows per release."""
+    if feats.version[:2] < (8, 4):
+        return 13
+    return 17 if feats.major < 10 else None
+
+
+#: TensorRT DataType member name -> numpy dtype name (numpy has no bf16/fp8/int4/fp4)
+NUMPY_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
+                "BOOL": "bool", "UINT8": "uint8"}
+
+
+def numpy_dtype(trt_dtype: Any) -> Optional[Any]:
+    """The numpy dtype of a TensorRT ``DataType``, by member name; None when numpy cannot hold it.
+
+    Not ``trt.nptype``: on TensorRT 8.2-8.5.2 it refers to ``np.bool`` and so raises AttributeError
+    on numpy 1.24-1.26 for every type (see the module docstring).
+    """
+    import numpy as np
+
+    name = NUMPY_DTYPES.get(enum_name(trt_dtype))
+    return None if name is None else np.dtype(name)
 
 
 CUDA_START_FIX = ("check that the NVIDIA driver works (nvidia-smi; on a Jetson: a complete JetPack install and this "
@@ -169,7 +239,7 @@ def set_workspace(config: Any, trt: Any, feats: TrtFeatures, nbytes: int) -> Non
     """Limit the builder's scratch memory (on a Jetson it is taken from the shared system RAM)."""
     if feats.pool_limit:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(nbytes))
-    else:  # TensorRT < 8.4; unreachable for supported versions, kept for completeness
+    else:  # TensorRT 8.2 (JetPack 4.6): the property that 8.4 deprecated for memory pools
         config.max_workspace_size = int(nbytes)
 
 

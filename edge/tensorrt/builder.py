@@ -1,4 +1,4 @@
-"""ONNX -> TensorRT plan, for TensorRT 8.5/8.6, 10.x and 11.x, with the precision obtained checked.
+"""ONNX -> TensorRT plan, for TensorRT 8.2, 8.5/8.6, 10.x and 11.x, with the precision obtained checked.
 
 ``build_engine(onnx_path, BuildOptions(precision="fp16"))`` parses the ONNX, sets the workspace
 limit, precision (builder flags up to 10.x; on 11.x precision comes from the ONNX types), profiles,
@@ -82,6 +82,7 @@ class _OnnxFacts:
     float16: bool
     qdq: bool
     config: Optional[Dict[str, Any]]
+    opset: int = 0
 
 
 def _onnx_facts(path: Path) -> _OnnxFacts:
@@ -94,7 +95,9 @@ def _onnx_facts(path: Path) -> _OnnxFacts:
     nodes = [(n.name, n.op_type) for n in model.graph.node]
     metadata = {p.key: p.value for p in model.metadata_props}
     config = OnnxInfo(path, (), (), metadata, 0).embedded_config()
-    return _OnnxFacts(nodes, float16, any(op in ("QuantizeLinear", "DequantizeLinear") for _, op in nodes), config)
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    return _OnnxFacts(nodes, float16, any(op in ("QuantizeLinear", "DequantizeLinear") for _, op in nodes), config,
+                      opset)
 
 
 def _make_logger(trt: Any) -> Any:
@@ -282,13 +285,16 @@ def _inspect(trt: Any, feats: api.TrtFeatures, plan: bytes, logger: Any, options
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise EdgeError("TensorRT built a plan it cannot load back", fix="report this with the TensorRT log")
+    from edge.tensorrt.engine_io import engine_io
+
     inspector = engine.create_engine_inspector()
-    inputs = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    inputs = [n for n in inputs if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-    if any(any(d < 0 for d in engine.get_tensor_shape(n)) for n in inputs):
+    tensors = engine_io(trt, feats, engine)
+    inputs = [n for n in tensors.names if tensors.is_input(n)]
+    if any(any(d < 0 for d in tensors.engine_shape(n)) for n in inputs):
         context = engine.create_execution_context()  # dynamic shapes: formats are known only for given shapes
+        tensors.bind(context)
         for name in inputs:
-            if name in options.profiles and not context.set_input_shape(name, tuple(options.profiles[name][1])):
+            if name in options.profiles and not tensors.set_input_shape(name, options.profiles[name][1]):
                 return {}
         inspector.execution_context = context
     return api.layer_precisions(json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON)))
@@ -323,11 +329,17 @@ def build_engine(onnx_path: Union[str, Path], options: Optional[BuildOptions] = 
     builder = api.create_builder(trt, logger, where)
     network = builder.create_network(api.network_flags(trt, feats))
     parser = trt.OnnxParser(network, logger)
+    newest = api.max_onnx_opset(feats)
+    too_new = newest is not None and facts.opset > newest
+    if too_new:  # often still parses (most operators did not change): a warning, and the fix if it does not
+        report(f"warning: {onnx_path.name} is ONNX opset {facts.opset}; TensorRT {feats.version_string}'s parser "
+               f"documents opsets up to {newest}")
     if not parser.parse_from_file(str(onnx_path)):
         errors = api.parser_errors(parser, facts.nodes) or logger.errors() or ["no error was reported"]
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+        opset = f"--opset {newest}" if too_new else "another --opset"
         raise EdgeError(f"TensorRT {feats.version_string} cannot parse the model: {'; '.join(errors[:3])}{more}",
-                        fix="replace the unsupported operators (re-export with another --opset, or simplify with "
+                        fix=f"replace the unsupported operators (re-export with {opset}, or simplify with "
                         "--simplify), or run with --backend onnxruntime", where=where)
     config = builder.create_builder_config()
     api.set_workspace(config, trt, feats, options.workspace_mib << 20)

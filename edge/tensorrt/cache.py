@@ -383,11 +383,27 @@ def read_sidecar(path: Path) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
+_ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6})\d*)?(Z|[+-]\d\d:?\d\d)?$")
+
+
+def parse_iso_time(text: str) -> datetime.datetime:
+    """"2026-11-30T08:50:00Z" (+hh:mm, or no zone: UTC) -> aware datetime; ValueError otherwise (not
+    datetime.fromisoformat: Python 3.7+, "Z" only from 3.11; JetPack 4.6 runs 3.6)."""
+    match = _ISO.match(str(text).strip())
+    if not match:
+        raise ValueError(f"not an ISO 8601 time: {text!r}")
+    *fields, fraction, zone = match.groups()
+    zone = zone or "Z"
+    digits = zone[1:].replace(":", "") or "0000"
+    offset = datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])) * (-1 if zone[:1] == "-" else 1)
+    return datetime.datetime(*(int(f) for f in fields), int((fraction or "0").ljust(6, "0")),
+                             tzinfo=datetime.timezone(offset))
+
+
 def _built_at(plan: Path, sidecar: Optional[Dict[str, Any]]) -> datetime.datetime:
     text = ((sidecar or {}).get("provenance") or {}).get("built_at")
     try:
-        value = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-        return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+        return parse_iso_time(str(text))
     except ValueError:
         return datetime.datetime.fromtimestamp(plan.stat().st_mtime, datetime.timezone.utc)
 

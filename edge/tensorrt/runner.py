@@ -1,11 +1,13 @@
-"""Run a serialized TensorRT plan with the named-tensor API (TensorRT >= 8.5) over edge's CUDA layer.
+"""Run a serialized TensorRT plan over edge's CUDA layer, on TensorRT 8.2 through 11.x.
 
 The pattern of NVIDIA's ``common_runtime.py`` (brief §1.3): deserialize, one execution context,
 one non-default stream, a device buffer and a pinned host buffer per I/O tensor (dynamic inputs
-allocated at the optimization profile's MAX), ``set_tensor_address`` for every tensor, then per
-call ``set_input_shape`` (when the shape changes), async H2D, ``execute_async_v3``, async D2H of
-each output at its actual shape (``context.get_tensor_shape``), one stream sync. Every TensorRT
-call that reports failure by return value is checked (brief §0 rule 4).
+allocated at the optimization profile's MAX), an address for every tensor, then per call the
+input shape (when it changes), async H2D, execute, async D2H of each output at its actual shape,
+one stream sync. The TensorRT calls go through :mod:`edge.tensorrt.engine_io`: the named-tensor API
+(``set_tensor_address`` + ``execute_async_v3``) from 8.5, binding indices (``set_binding_shape`` +
+``execute_async_v2``) on 8.2. Every TensorRT call that reports failure by return value is checked
+(brief §0 rule 4).
 
 Every CUDA/TensorRT call runs inside ``layer.activate()``, so a runner built on one thread can be
 used from another (the pipeline's inference thread), one thread at a time (brief §2.2). On an
@@ -62,7 +64,7 @@ class TrtRunner:
 
         self.trt = import_tensorrt()
         self.where = where or (str(plan) if isinstance(plan, (str, Path)) else "TensorRT plan")
-        features(self.trt)  # EdgeError for a TensorRT without the named-tensor API (< 8.5)
+        self.features = features(self.trt)  # EdgeError for a TensorRT older than 8.0
         data = bytes(plan) if isinstance(plan, (bytes, bytearray, memoryview)) else Path(plan).read_bytes()
         self.layer = cuda_layer
         self.device = cuda_layer.device()
@@ -75,7 +77,7 @@ class TrtRunner:
         self.last_timings_ms: Dict[str, float] = {}
         self._buffers: Dict[str, _Buffer] = {}
         self._shapes: Dict[str, Tuple[int, ...]] = {}
-        self.engine = self.context = self.runtime = self.stream = None
+        self.engine = self.context = self.runtime = self.stream = self.tensors = None
         self._closed = False
         with cuda_layer.activate():
             try:
@@ -87,6 +89,7 @@ class TrtRunner:
     # ------------------------------------------------------------------ loading
     def _load(self, data: bytes) -> None:
         from edge.tensorrt.api import create_runtime
+        from edge.tensorrt.engine_io import engine_io
 
         trt = self.trt
         self.logger = trt.Logger(trt.Logger.WARNING)
@@ -104,33 +107,36 @@ class TrtRunner:
             raise EdgeError("TensorRT could not create an execution context (out of GPU memory?)",
                             fix="close other GPU programs, or rebuild with a smaller --workspace", where=self.where)
         self.stream = self.layer.stream()
-        self.io = tuple(self._describe(self.engine.get_tensor_name(i)) for i in range(self.engine.num_io_tensors))
+        self.tensors = engine_io(trt, self.features, self.engine).bind(self.context)
+        self.io = tuple(self._describe(name) for name in self.tensors.names)
         for tensor in self.io:
             if tensor.profile:  # dynamic input: allocate (and bound the outputs) at the profile's MAX
                 self._set_shape(tensor, tensor.profile[2])
             elif tensor.is_input:
                 self._shapes[tensor.name] = tensor.shape
+        unset = self.tensors.unset_inputs()
+        if unset:  # every dynamic input got its profile's MAX above: TensorRT disagrees with the engine's shapes
+            raise EdgeError(f"TensorRT still lacks the shapes of inputs {unset} after they were set",
+                            fix=REBUILD_FIX, where=self.where)
         for tensor in self.io:
             self._allocate(tensor)
 
     def _describe(self, name: str) -> TensorIO:
-        trt, engine = self.trt, self.engine
-        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-        shape = tuple(int(d) for d in engine.get_tensor_shape(name))
-        try:
-            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-        except TypeError:
-            raise EdgeError(f"tensor '{name}' has type {engine.get_tensor_dtype(name)}, which numpy cannot hold",
+        from edge.tensorrt.api import enum_name, numpy_dtype
+
+        tensors = self.tensors
+        is_input = tensors.is_input(name)
+        shape = tensors.engine_shape(name)
+        dtype = numpy_dtype(tensors.dtype(name))  # never trt.nptype: np.bool on numpy 1.24-1.26 (api.py)
+        if dtype is None:
+            raise EdgeError(f"tensor '{name}' has type {enum_name(tensors.dtype(name))}, which numpy cannot hold",
                             fix="export the model with float32/float16/int8/int32 inputs and outputs",
-                            where=self.where) from None
-        profile = None
-        if is_input and any(d < 0 for d in shape):
-            low, opt, high = engine.get_tensor_profile_shape(name, 0)  # (name, profile): the order of >= 8.5
-            profile = (tuple(int(d) for d in low), tuple(int(d) for d in opt), tuple(int(d) for d in high))
+                            where=self.where)
+        profile = tensors.profile(name, 0) if is_input and any(d < 0 for d in shape) else None
         return TensorIO(name, "input" if is_input else "output", shape, dtype, profile)
 
     def _allocate(self, tensor: TensorIO) -> None:
-        shape = tuple(int(d) for d in self.context.get_tensor_shape(tensor.name))  # outputs: bound by the max inputs
+        shape = self.tensors.shape(tensor.name)  # outputs: bound by the max inputs
         if any(d < 0 for d in shape):
             raise EdgeError(f"output '{tensor.name}' has a data-dependent shape {list(shape)}, which this runner does "
                             "not support", fix="export the model with static output shapes, or use --backend "
@@ -146,12 +152,13 @@ class TrtRunner:
             device = self.layer.alloc_device(max(1, host.array.nbytes))
             ptr = int(device.ptr)
         self._buffers[tensor.name] = _Buffer(tensor, host, device, ptr)
-        if not self.context.set_tensor_address(tensor.name, ptr):
-            raise EdgeError(f"TensorRT refused the address of tensor '{tensor.name}' (set_tensor_address returned "
-                            "False)", fix=REBUILD_FIX, where=self.where)
+        if not self.tensors.set_address(tensor.name, ptr):
+            why = "set_tensor_address returned False" if self.tensors.api == "names" else "no binding of that name"
+            raise EdgeError(f"TensorRT refused the address of tensor '{tensor.name}' ({why})", fix=REBUILD_FIX,
+                            where=self.where)
 
     def _set_shape(self, tensor: TensorIO, shape: Tuple[int, ...]) -> None:
-        if not self.context.set_input_shape(tensor.name, shape):
+        if not self.tensors.set_input_shape(tensor.name, shape):
             if tensor.profile:
                 low, _, high = tensor.profile
                 allowed = f"the engine's profile allows {list(low)} to {list(high)}"
@@ -177,7 +184,7 @@ class TrtRunner:
         """Run once on named input arrays; returns new arrays per output, at their actual shapes.
 
         Timings (host-side, ms) of the call go to ``last_timings_ms``: stage (copy into pinned memory),
-        enqueue (async copies and execute_async_v3), wait (stream sync) and total.
+        enqueue (async copies and the execute call), wait (stream sync) and total.
         """
         if self._closed:
             raise EdgeError("the TensorRT runner is closed", fix="create a new backend", where=self.where)
@@ -188,12 +195,13 @@ class TrtRunner:
             if not self.zero_copy:
                 for buffer, flat in staged:
                     self.layer.copy_to_device(buffer.ptr, flat, self.stream)
-            if not self.context.execute_async_v3(self.stream.handle):
-                raise EdgeError("TensorRT failed to run the engine (execute_async_v3 returned False; its log says why)",
+            if not self.tensors.launch(self.stream.handle):
+                call = "execute_async_v3" if self.tensors.api == "names" else "execute_async_v2"
+                raise EdgeError(f"TensorRT failed to run the engine ({call} returned False; its log says why)",
                                 fix=REBUILD_FIX, where=self.where)
             results = []
             for tensor in self.outputs:
-                shape = tuple(int(d) for d in self.context.get_tensor_shape(tensor.name))
+                shape = self.tensors.shape(tensor.name)
                 buffer = self._buffers[tensor.name]
                 flat = buffer.host.array.reshape(-1)[:int(np.prod(shape, dtype=np.int64))]
                 if not self.zero_copy:
@@ -231,7 +239,7 @@ class TrtRunner:
 
     def _release(self) -> None:
         # TensorRT objects go first: nothing may still point into the buffers freed after them.
-        self.context = self.engine = self.runtime = None
+        self.tensors = self.context = self.engine = self.runtime = None
         for buffer in self._buffers.values():
             if buffer.device is not None:
                 buffer.device.free()

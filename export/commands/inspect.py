@@ -260,7 +260,8 @@ def inspect_plan(path: Path) -> Dict[str, Any]:
 
 
 def tensorrt_io(path: Path) -> Tuple[Optional[List[Dict[str, Any]]], str]:
-    """The plan's I/O tensors read with TensorRT >= 8.5 (name-based API), or None and why not."""
+    """The plan's I/O tensors read with TensorRT (named tensors from 8.5, binding indices on 8.2), or None and why
+    not."""
     try:
         import tensorrt as trt
     except ImportError:
@@ -272,13 +273,9 @@ def tensorrt_io(path: Path) -> Tuple[Optional[List[Dict[str, Any]]], str]:
         return None, f"TensorRT {trt.__version__} failed to read the plan ({exc})"
     if engine is None:
         return None, f"TensorRT {trt.__version__} cannot deserialize it (built by another TensorRT version or GPU?)"
-    tensors = []
-    for index in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(index)
-        mode = "input" if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "output"
-        tensors.append({"name": name, "mode": mode, "shape": list(engine.get_tensor_shape(name)),
-                        "dtype": str(engine.get_tensor_dtype(name)).split(".")[-1].lower()})
-    return tensors, f"read with TensorRT {trt.__version__}"
+    from edge.tensorrt.engine_io import engine_tensors
+
+    return engine_tensors(trt, engine), f"read with TensorRT {trt.__version__}"
 
 
 # ------------------------------------------------------------------------------------------- text

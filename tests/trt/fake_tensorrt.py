@@ -11,7 +11,8 @@ implements ``edge.cuda.base.CudaLayer`` over integer pointers into one registry 
 which the fake ``execute_async_v3`` and the calibration step read and write.
 
 Faithful to (brief §1.1 matrix, pyCore.cpp per release): which attributes exist per version (a
-missing API raises AttributeError; "8.5" has both I/O APIs, the binding API deprecated; "10.3" no
+missing API raises AttributeError; "8.2" only the binding-index API (below); "8.5" has both I/O
+APIs, the binding API deprecated; "10.3" no
 binding API, no max_workspace_size, EXPLICIT_BATCH ignored, calibrator deprecated; "11.1" no
 EXPLICIT_BATCH, no BuilderFlag.FP16/INT8, no platform_has_fast_fp16, no calibrators, strongly typed
 precision from the ONNX types); failure by return value (parse False with ParserError
@@ -28,6 +29,29 @@ inconsistent with other shapes."); trt.Builder/trt.Runtime raising TypeError ("p
 factory function returned nullptr") after logging why when CUDA cannot start (knob ``cuda_fails``).
 test_bindings_surface.py checks classes, members and enums against the real 8.6.1, 10.3, 10.13 and
 11.1 bindings wheels (imported over stub libraries).
+
+TensorRT 8.2 (JetPack 4.6.1+): no bindings wheel of any 8.x before 8.6 was published to PyPI
+(``pip index versions tensorrt-bindings``: 8.6.1 only; ``tensorrt``: 8.6.1 and later; the 8.x
+``nvidia-tensorrt`` wheels lived on NVIDIA's own index), so the "8.2" fake is checked against the
+binding sources instead, NVIDIA/TensorRT tag 8.2.1 (commit 6f38570b):
+  python/src/infer/pyCore.cpp - ICudaEngine: num_bindings, get_binding_name(index),
+    get_binding_index(name), binding_is_input / get_binding_shape / get_binding_dtype (index or
+    name), get_profile_shape(profile_index, binding), max_batch_size, num_optimization_profiles,
+    create_engine_inspector, no num_io_tensors/get_tensor_*; IExecutionContext: set_binding_shape
+    -> bool, get_binding_shape, all_binding_shapes_specified, execute_v2, execute_async_v2(bindings,
+    stream_handle), set_optimization_profile_async (RuntimeError on failure), no set_input_shape /
+    get_tensor_shape / set_tensor_address / execute_async_v3 / infer_shapes; IBuilderConfig:
+    max_workspace_size, no set_memory_pool_limit; Builder: build_serialized_network, build_engine
+    (deprecated), platform_has_fast_fp16; EngineInspector; enums without MemoryPoolType and
+    TensorIOMode; BuilderFlag up to REJECT_EMPTY_ALGORITHMS.
+  python/src/infer/pyFoundationalTypes.cpp - DataType FLOAT, HALF, INT8, INT32, BOOL (no UINT8).
+  python/src/parsers/pyOnnx.cpp - OnnxParser.parse / parse_from_file; ParserError without
+    node_name / node_operator; ErrorCode up to UNSUPPORTED_NODE.
+  python/packaging/tensorrt/__init__.py - nptype's table uses ``np.bool`` (also at tag 8.5.2): with
+    numpy 1.24-1.26 it raises AttributeError, as the fake's does with the knob numpy_version=(1, 24).
+  The 8.2 Python API pages (docs.nvidia.com/deeplearning/tensorrt/archives/tensorrt-823/api/
+    python_api/infer/Core/ExecutionContext.html, Engine.html) describe the same members. With P
+    optimization profiles an engine has P x n bindings, profile k's named "<tensor> [profile k]".
 
 Not modelled: real kernels, tactics or timing (fp16/int8 engines compute in fp32 via ONNX Runtime);
 numerics of quantization; plugins; refit, weight streaming, version/hardware-compatible plans;
@@ -74,7 +98,7 @@ from fake_tensorrt_classes import (  # noqa: E402
     _Profile,
     _TimingCache,
 )
-from fake_tensorrt_enums import _MethodNameEnum, _TrtEnum, make_enum  # noqa: E402
+from fake_tensorrt_enums import ENUM_SINCE, _MethodNameEnum, _TrtEnum, make_enum  # noqa: E402
 
 VERSIONS = {"8.2": "8.2.1.8", "8.5": "8.5.2.2", "8.6": "8.6.2.3", "10.3": "10.3.0", "10.7": "10.7.0",
             "11.0": "11.0.0", "11.1": "11.1.0"}
@@ -243,7 +267,7 @@ class FakeTensorRT:
                  unsupported_ops: Sequence[str] = (), compute_capability: Tuple[int, int] = (8, 7),
                  dla_cores: int = 0, build_gate: Optional[threading.Event] = None, gate_timeout_s: float = 30.0,
                  memory: Optional[FakeDeviceMemory] = None, require_active_context: bool = True,
-                 cuda_fails: bool = False) -> None:
+                 cuda_fails: bool = False, numpy_version: Optional[Tuple[int, int]] = None) -> None:
         self.version_string = VERSIONS.get(version, version)
         self.version = tuple(int(x) for x in self.version_string.split(".")[:2])
         self.out_of_memory, self.fast_fp16, self.build_fails = out_of_memory, fast_fp16, build_fails
@@ -253,6 +277,9 @@ class FakeTensorRT:
         self.memory = memory or DEVICE_MEMORY
         self.require_active_context = require_active_context
         self.cuda_fails = cuda_fails  # trt.Builder / trt.Runtime cannot start CUDA (no GPU, old driver)
+        # the numpy TensorRT's own helpers see (nptype): None = the installed one; (1, 24) models 1.24-1.26,
+        # which removed the np.bool alias (numpy's own code needs it under numpy 2, so it cannot be deleted)
+        self.numpy_version = numpy_version or tuple(int(x) for x in np.__version__.split(".")[:2])
         self.calls: List[str] = []
         self.log: List[Tuple[str, str]] = []
         self.builds: List[Dict[str, Any]] = []  # per build: flags, precision, cache_hits, calibration batches
@@ -322,7 +349,8 @@ def make_module(fake: Any) -> types.ModuleType:
         setattr(m.ILogger, level.name, level)
     for name in ("BuilderFlag", "NetworkDefinitionCreationFlag", "MemoryPoolType", "DeviceType", "ProfilingVerbosity",
                  "LayerInformationFormat", "TensorIOMode", "DataType"):
-        setattr(m, name, numbered(name))
+        if has(ENUM_SINCE.get(name, (0, 0))):
+            setattr(m, name, numbered(name))
     # 8.6 and 10.x bind ErrorCode.name as a method returning "ErrorCode.X"; 11.x as a property
     m.ErrorCode = numbered("ErrorCode", _TrtEnum if has((11, 0)) else _MethodNameEnum)
     m.ParserError = variant(_ParserError, "ParserError",
@@ -346,10 +374,23 @@ def make_module(fake: Any) -> types.ModuleType:
     m.init_libnvinfer_plugins = lambda logger, namespace: fake.rec("init_libnvinfer_plugins", namespace) or True
     m.volume = lambda shape: int(np.prod(list(shape), dtype=np.int64))
 
+    full_version = tuple(int(x) for x in fake.version_string.split(".")[:3])
+
     def nptype(trt_type: Any) -> Any:
-        if trt_type.name not in NUMPY or (trt_type.name == "INT64" and not has((10, 0))):
+        if full_version < (8, 5, 3):
+            # tensorrt/__init__.py of 8.2.1 and 8.5.2 builds this table on every call with np.bool, which
+            # numpy 1.24-1.26 removed: AttributeError for any type (np.bool_ from 8.5.3.1, commit b0c259a7)
+            if (1, 24) <= fake.numpy_version < (2, 0):
+                raise AttributeError("module 'numpy' has no attribute 'bool'.\n`np.bool` was a deprecated alias for "
+                                     "the builtin `bool`. To avoid this error in existing code, use `bool` by itself.")
+            table = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "BOOL": np.bool_}
+            if has((8, 5)):
+                table["UINT8"] = np.uint8
+        else:
+            table = {k: v for k, v in NUMPY.items() if k != "INT64" or has((10, 0))}
+        if trt_type.name not in table:
             raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
-        return NUMPY[trt_type.name]
+        return table[trt_type.name]
 
     m.nptype = nptype
     return m
@@ -359,7 +400,8 @@ def install_fake(monkeypatch: Any, version: str, **knobs: Any) -> FakeTensorRT:
     """Install a fake ``tensorrt`` of ``version`` ("8.5", "10.3", "11.1", ...) as sys.modules["tensorrt"].
 
     Knobs: out_of_memory, fast_fp16, build_fails, unsupported_ops, compute_capability, dla_cores,
-    build_gate (threading.Event the build waits for), memory, require_active_context, cuda_fails.
+    build_gate (threading.Event the build waits for), memory, require_active_context, cuda_fails,
+    numpy_version (what trt.nptype of 8.2-8.5.2 sees: (1, 24) makes it raise AttributeError as there).
     """
     fake = FakeTensorRT(version, **knobs)
     monkeypatch.setitem(sys.modules, "tensorrt", fake.module)

@@ -241,31 +241,67 @@ class _Engine:
     def serialize(self) -> IHostMemory:
         return IHostMemory(self.plan)
 
-    # the binding API (8.x; deprecated in 8.5, gone in 10.0)
+    # the binding API (8.x; deprecated in 8.5, gone in 10.0). P profiles give P x n bindings: binding
+    # k*n+i is tensor i of profile k, named "<tensor> [profile k]" for k > 0 (8.2.1 pyCore.cpp, NvInferRuntime.h)
+    def _binding(self, binding: Any) -> int:
+        """Binding index of an int or a name (the 8.x overloads take either); IndexError/KeyError when unknown."""
+        if isinstance(binding, str):
+            index = self.get_binding_index(binding)
+            if index < 0:
+                raise KeyError(f"no binding named {binding!r}")
+            return index
+        if not 0 <= int(binding) < len(self.io) * self.num_optimization_profiles:
+            raise IndexError(f"binding index {binding} out of range")
+        return int(binding)
+
+    def _spec(self, binding: Any) -> Dict[str, Any]:
+        return self.io[self._binding(binding) % len(self.io)]
+
     @property
     def num_bindings(self) -> int:
         self._f.deprecated("ICudaEngine.num_bindings", (8, 5))
-        return len(self.io)
+        return len(self.io) * self.num_optimization_profiles
+
+    @property
+    def max_batch_size(self) -> int:  # explicit-batch engines report 1
+        self._f.deprecated("ICudaEngine.max_batch_size", (8, 4))
+        return 1
 
     def get_binding_name(self, index: int) -> str:
         self._f.deprecated("ICudaEngine.get_binding_name", (8, 5))
-        return self.io[index]["name"]
+        profile = self._binding(int(index)) // len(self.io)
+        return self._spec(index)["name"] + (f" [profile {profile}]" if profile else "")
 
     def get_binding_index(self, name: str) -> int:
         self._f.deprecated("ICudaEngine.get_binding_index", (8, 5))
-        return [t["name"] for t in self.io].index(name) if name in self._by_name else -1
+        base, _, suffix = name.partition(" [profile ")
+        profile = int(suffix.rstrip("]")) if suffix.rstrip("]").isdigit() else 0 if not suffix else -1
+        names = [t["name"] for t in self.io]
+        if base not in names or not 0 <= profile < self.num_optimization_profiles:
+            return -1
+        return profile * len(names) + names.index(base)
 
-    def get_binding_shape(self, index: int) -> Dims:
+    def get_binding_shape(self, binding: Any) -> Dims:
         self._f.deprecated("ICudaEngine.get_binding_shape", (8, 5))
-        return Dims(self.io[index]["shape"])
+        return Dims(self._spec(binding)["shape"])
 
-    def get_binding_dtype(self, index: int) -> Any:
+    def get_binding_dtype(self, binding: Any) -> Any:
         self._f.deprecated("ICudaEngine.get_binding_dtype", (8, 5))
-        return self._f.module.DataType[self.io[index]["dtype"]]
+        return self._f.module.DataType[self._spec(binding)["dtype"]]
 
-    def binding_is_input(self, index: int) -> bool:
+    def binding_is_input(self, binding: Any) -> bool:
         self._f.deprecated("ICudaEngine.binding_is_input", (8, 5))
-        return self.io[index]["mode"] == "INPUT"
+        return self._spec(binding)["mode"] == "INPUT"
+
+    def get_profile_shape(self, profile_index: int, binding: Any) -> List[Dims]:
+        """(min, opt, max) of an input binding: profile FIRST, the reverse of get_tensor_profile_shape."""
+        self._f.deprecated("ICudaEngine.get_profile_shape", (8, 5))
+        spec, profiles = self._spec(binding), self.header["profiles"]
+        if spec["mode"] == "INPUT" and not profiles:
+            return [Dims(spec["shape"])] * 3
+        if not 0 <= profile_index < len(profiles) or spec["name"] not in profiles[profile_index]:
+            raise RuntimeError(f"get_profile_shape: binding {binding!r} has no shapes in profile {profile_index}")
+        return [Dims(s) for s in profiles[profile_index][spec["name"]]]
 
     def _compute(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Compute the outputs on the CPU with ONNX Runtime (what the kernels would produce)."""
@@ -282,11 +318,12 @@ def runtime_classes(fake: Any) -> List[Tuple[str, type, Sequence[str]]]:
     from fake_tensorrt_context import _Context, _Inspector  # noqa: PLC0415
 
     binding = ["num_bindings", "get_binding_name", "get_binding_index", "get_binding_shape", "get_binding_dtype",
-               "binding_is_input"]
+               "binding_is_input", "get_profile_shape", "max_batch_size"]
     named = ["num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_shape", "get_tensor_dtype",
              "get_tensor_profile_shape"]
-    ctx_binding = ["set_binding_shape", "execute_async_v2"]
-    ctx_named = ["set_input_shape", "set_tensor_address", "get_tensor_address", "execute_async_v3", "infer_shapes"]
+    ctx_binding = ["set_binding_shape", "get_binding_shape", "execute_async_v2"]
+    ctx_named = ["set_input_shape", "get_tensor_shape", "set_tensor_address", "get_tensor_address",
+                 "execute_async_v3", "infer_shapes"]
     engine_drop = (binding if fake.has((10, 0)) else []) + (named if fake.has(until=(8, 5)) else []) + (
         ["device_memory_size", "has_implicit_batch_dimension"] if fake.has((11, 0)) else [])
     ctx_drop = (ctx_binding if fake.has((10, 0)) else []) + (ctx_named if fake.has(until=(8, 5)) else [])

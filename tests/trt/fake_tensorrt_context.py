@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from fake_tensorrt_build import layer_json
@@ -32,6 +32,9 @@ class _Context:
 
     def set_input_shape(self, name: str, shape: Sequence[int]) -> bool:
         self._f.rec("IExecutionContext.set_input_shape", name, tuple(shape))
+        return self._set_shape(name, shape, "setInputShape")
+
+    def _set_shape(self, name: str, shape: Sequence[int], call: str) -> bool:
         spec = self.engine._by_name.get(name)
         shape = tuple(int(d) for d in shape)
         ok = spec is not None and spec["mode"] == "INPUT" and len(shape) == len(spec["shape"]) and all(
@@ -41,7 +44,7 @@ class _Context:
             low, _, high = profiles[self._profile][name]
             ok = all(a <= x <= b for a, x, b in zip(low, shape, high))
         if not ok:
-            self._log_error(f"3: [executionContext.cpp::setInputShape] Error Code 3: API Usage Error (Parameter check "
+            self._log_error(f"3: [executionContext.cpp::{call}] Error Code 3: API Usage Error (Parameter check "
                             f"failed, condition: {name} shape {shape} is within the profile's min/max)")
             return False
         self.shapes[name] = shape
@@ -56,6 +59,9 @@ class _Context:
     all_binding_shapes_specified = property(lambda self: not self._missing())
 
     def get_tensor_shape(self, name: str) -> Dims:
+        return self._shape_of(name)
+
+    def _shape_of(self, name: str) -> Dims:
         spec = self.engine._by_name[name]
         if spec["mode"] == "INPUT":
             return Dims(self.shapes.get(name, spec["shape"]))
@@ -82,10 +88,12 @@ class _Context:
     def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
         self._f.rec("IExecutionContext.set_optimization_profile_async", profile_index)
         if not 0 <= profile_index < self.engine.num_optimization_profiles:
-            if self._f.version >= (10, 0):
-                raise RuntimeError(f"Error in set optimization profile: index {profile_index} out of range")
-            return False
+            # every release checked (8.2.1, 8.5.2, 8.6, 10.3 pyCore.cpp) raises instead of returning False
+            self._log_error(f"3: [executionContext.cpp::setOptimizationProfileAsync] Error Code 3: API Usage Error "
+                            f"(profile index {profile_index} out of range)")
+            raise RuntimeError("Error in set optimization profile async.")
         self._profile = profile_index
+        self.shapes = {k: v for k, v in self.shapes.items() if all(d >= 0 for d in self.engine._by_name[k]["shape"])}
         return True
 
     def _run(self, addresses: Dict[str, int]) -> None:
@@ -110,7 +118,7 @@ class _Context:
             return "cudaErrorInvalidContext: no CUDA context is current on this thread"
         try:
             for t in self.engine.io:
-                shape = self.get_tensor_shape(t["name"])
+                shape = self._shape_of(t["name"])
                 self._f.memory.view(addresses[t["name"]], int(np.prod(shape)) * np.dtype(NUMPY[t["dtype"]]).itemsize)
         except Exception as exc:  # noqa: BLE001 - any bad pointer is an illegal address on the GPU
             return str(exc)
@@ -136,10 +144,19 @@ class _Context:
             stream.queue.append(lambda: self._run(addresses))
         return True
 
+    def _binding_addresses(self, bindings: Sequence[int]) -> Tuple[Dict[str, int], Optional[str]]:
+        """Addresses of the active profile's bindings (k*n .. k*n+n-1 of a list of num_bindings pointers)."""
+        n = len(self.engine.io)
+        expected = n * self.engine.num_optimization_profiles
+        if len(bindings) < expected:  # TensorRT would read past the list's end
+            return {}, f"bindings has {len(bindings)} pointers, the engine has {expected}"
+        offset = self._profile * n
+        return {t["name"]: int(p) for t, p in zip(self.engine.io, list(bindings)[offset:offset + n])}, None
+
     def execute_v2(self, bindings: Sequence[int]) -> bool:
         self._f.rec("IExecutionContext.execute_v2")
-        addresses = {t["name"]: int(p) for t, p in zip(self.engine.io, bindings)}
-        problem = self._ready(addresses)
+        addresses, problem = self._binding_addresses(bindings)
+        problem = problem or self._ready(addresses)
         if problem:
             self._log_error(f"1: [executionContext.cpp::executeV2] Error Code 1: {problem}")
             return False
@@ -148,8 +165,8 @@ class _Context:
 
     def execute_async_v2(self, bindings: Sequence[int], stream_handle: int) -> bool:
         self._f.rec("IExecutionContext.execute_async_v2")
-        addresses = {t["name"]: int(p) for t, p in zip(self.engine.io, bindings)}
-        problem = self._ready(addresses)
+        addresses, problem = self._binding_addresses(bindings)
+        problem = problem or self._ready(addresses)
         stream = self._f.memory.streams.get(int(stream_handle))
         if problem or stream is None:
             self._log_error(f"1: [executionContext.cpp::enqueueV2] Error Code 1: {problem or 'invalid stream'}")
@@ -157,10 +174,31 @@ class _Context:
         stream.queue.append(lambda: self._run(addresses))
         return True
 
+    def _active_binding(self, binding: int, call: str) -> Optional[Dict[str, Any]]:
+        """The tensor of a binding index of the active profile; None (error logged) for another profile's."""
+        n, index = len(self.engine.io), int(binding)
+        if not 0 <= index < n * self.engine.num_optimization_profiles or index // n != self._profile:
+            self._log_error(f"3: [executionContext.cpp::{call}] Error Code 3: API Usage Error (Parameter check "
+                            f"failed, condition: binding {index} belongs to the active profile {self._profile})")
+            return None
+        return self.engine.io[index % n]
+
     def set_binding_shape(self, binding: int, shape: Sequence[int]) -> bool:
         self._f.deprecated("IExecutionContext.set_binding_shape", (8, 5))
-        spec = self.engine.io[binding]
-        return spec["mode"] == "INPUT" and self.set_input_shape(spec["name"], shape)
+        self._f.rec("IExecutionContext.set_binding_shape", int(binding), tuple(shape))
+        spec = self._active_binding(binding, "setBindingDimensions")
+        if spec is None or spec["mode"] != "INPUT":
+            return False
+        return self._set_shape(spec["name"], shape, "setBindingDimensions")
+
+    def get_binding_shape(self, binding: int) -> Dims:
+        self._f.deprecated("IExecutionContext.get_binding_shape", (8, 5))
+        spec = self._active_binding(binding, "getBindingDimensions")
+        if spec is None:
+            return Dims(())  # the C++ call returns Dims{-1, {}} after logging the error
+        if spec["mode"] == "INPUT" and spec["name"] not in self.shapes:
+            return Dims(spec["shape"])  # a dynamic input not set yet: -1 dims
+        return self._shape_of(spec["name"])
 
 
 class _Inspector:

@@ -4,7 +4,9 @@ Each table row is (member, number, since, until): the member exists for ``since 
 The numbers and members were read from the real ``tensorrt-bindings`` 8.6.1 and
 ``tensorrt-cu12-bindings`` 10.3.0, 10.13.3.9 and 11.1.0.106 wheels (tests/trt/test_bindings_surface.py
 checks them against those wheels). Members added between 10.3 and 10.13 carry a ``since`` that is
-an estimate (marked "~"); only their presence in 10.13 is checked. Members before 8.5 are not checked.
+an estimate (marked "~"); only their presence in 10.13 is checked. No 8.2 bindings wheel was ever
+published (PyPI has tensorrt-bindings 8.6.1 only): the 8.2 rows were read from the binding sources at
+NVIDIA/TensorRT tag 8.2.1 (python/src/infer/pyCore.cpp, pyFoundationalTypes.cpp, parsers/pyOnnx.cpp).
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ PROFILING_VERBOSITY: List[Row] = [  # DEFAULT / VERBOSE: 8.x aliases of LAYER_NA
 ]
 DATA_TYPE: List[Row] = [
     ("FLOAT", 0, ALWAYS, NEVER), ("HALF", 1, ALWAYS, NEVER), ("INT8", 2, ALWAYS, NEVER), ("INT32", 3, ALWAYS, NEVER),
-    ("BOOL", 4, ALWAYS, NEVER), ("UINT8", 5, ALWAYS, NEVER), ("FP8", 6, (8, 6), NEVER), ("BF16", 7, (9, 0), NEVER),
+    ("BOOL", 4, ALWAYS, NEVER), ("UINT8", 5, (8, 5), NEVER),  # 8.2.1 pyFoundationalTypes.cpp: no UINT8
+    ("FP8", 6, (8, 6), NEVER), ("BF16", 7, (9, 0), NEVER),
     ("INT64", 8, (10, 0), NEVER), ("INT4", 9, (10, 0), NEVER),
     ("FP4", 10, (10, 8), NEVER), ("E8M0", 11, (10, 12), NEVER),  # ~since
 ]
@@ -104,6 +107,8 @@ SIMPLE = {
     "CalibrationAlgoType": sequential(["LEGACY_CALIBRATION", "ENTROPY_CALIBRATION", "ENTROPY_CALIBRATION_2",
                                        "MINMAX_CALIBRATION"]),
 }
+#: enums that a TensorRT before ``since`` lacks altogether (8.2.1 pyCore.cpp: no MemoryPoolType, no TensorIOMode)
+ENUM_SINCE = {"MemoryPoolType": (8, 4), "TensorIOMode": (8, 5)}
 TABLES = {"BuilderFlag": BUILDER_FLAG, "NetworkDefinitionCreationFlag": NETWORK_FLAG, "MemoryPoolType": MEMORY_POOL,
           "ProfilingVerbosity": PROFILING_VERBOSITY, "DataType": DATA_TYPE, "ErrorCode": ERROR_CODE, **SIMPLE}
 

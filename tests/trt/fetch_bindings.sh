@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Download the TensorRT Python bindings wheels that tests/trt/test_bindings_surface.py compares the fake
 # tensorrt modules with (8.6, 10.3, 10.13, 11.1; bindings only, about 1 MB each, no native libraries).
+# TensorRT 8.2 (JetPack 4.6, Jetson Nano) has no wheel to fetch: no 8.x bindings before 8.6.1 were ever
+# published to PyPI (pip index versions tensorrt-bindings -> 8.6.1; tensorrt -> 8.6.1 and later; the 8.x
+# nvidia-tensorrt wheels were on NVIDIA's own index only). The 8.2 fake is compared instead with
+# tests/trt/tensorrt_8_2_1_surface.json, read from the 8.2.1 binding sources by tests/trt/sources_surface.py.
 #
 #   bash tests/trt/fetch_bindings.sh [PYTHON]      # PYTHON: the interpreter the tests run under (default: python3)
 #

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from fake_tensorrt import install_fake
@@ -12,7 +14,7 @@ from tiny_models import make_colour_classifier
 from edge.errors import EdgeError, MissingDependency
 from edge.tensorrt import api
 
-VERSIONS = ["8.5", "10.3", "11.1"]
+VERSIONS = ["8.2", "8.5", "10.3", "11.1"]
 
 
 def test_missing_tensorrt_names_jetpack_package_and_pip(monkeypatch):
@@ -36,32 +38,45 @@ def test_import_returns_the_installed_module(monkeypatch):
     assert api.import_tensorrt() is fake.module
 
 
-#            version  explicit pool  flags  calib  fast16 names  dla   binding
-FEATURES = [("8.5",   True,    True, True,  True,  True,  False, True, True),
-            ("8.6",   True,    True, True,  True,  True,  False, True, True),
-            ("10.3",  False,   True, True,  True,  True,  True,  True, False),
-            ("10.7",  False,   True, True,  True,  True,  True,  True, False),  # fast16: deprecated, answered
-            ("11.0",  False,   True, False, False, False, True,  False, False),
-            ("11.1",  False,   True, False, False, False, True,  True, False)]
+#            version  explicit pool   flags  calib  fast16 names  dla    binding named_io
+FEATURES = [("8.2",   True,    False, True,  True,  True,  False, True,  True,   False),
+            ("8.5",   True,    True,  True,  True,  True,  False, True,  True,   True),
+            ("8.6",   True,    True,  True,  True,  True,  False, True,  True,   True),
+            ("10.3",  False,   True,  True,  True,  True,  True,  True,  False,  True),
+            ("10.7",  False,   True,  True,  True,  True,  True,  True,  False,  True),  # fast16: deprecated
+            ("11.0",  False,   True,  False, False, False, True,  False, False,  True),
+            ("11.1",  False,   True,  False, False, False, True,  True,  False,  True)]
 
 
-@pytest.mark.parametrize("version,explicit,pool,flags,calib,fast16,names,dla,binding", FEATURES)
+@pytest.mark.parametrize("version,explicit,pool,flags,calib,fast16,names,dla,binding,named_io", FEATURES)
 def test_features_follow_the_api_matrix(monkeypatch, version, explicit, pool, flags, calib, fast16, names, dla,
-                                        binding):
+                                        binding, named_io):
     feats = api.features(install_fake(monkeypatch, version).module)
-    assert feats.named_io and feats.engine_inspector and feats.timing_cache
+    assert feats.engine_inspector and feats.timing_cache and feats.calibration_profile == calib
     assert (feats.explicit_batch_flag, feats.pool_limit, feats.precision_flags, feats.int8_calibration,
-            feats.fast_fp16_query, feats.parser_node_names, feats.dla, feats.binding_api) == (
-        explicit, pool, flags, calib, fast16, names, dla, binding)
+            feats.fast_fp16_query, feats.parser_node_names, feats.dla, feats.binding_api, feats.named_io) == (
+        explicit, pool, flags, calib, fast16, names, dla, binding, named_io)
+    assert feats.io_api == ("names" if named_io else "bindings")
     assert feats.strongly_typed == (not flags)
     assert feats.version[:2] == tuple(int(x) for x in version.split(".")) and feats.major == feats.version[0]
 
 
-def test_binding_only_tensorrt_is_refused_with_the_jetpack_fix(monkeypatch):
+def test_tensorrt_7_is_refused_with_the_jetpack_fix(monkeypatch):
+    # TensorRT 7.x had build_engine only (build_serialized_network arrived in 8.0): model it on the 8.2 fake
+    trt = install_fake(monkeypatch, "7.1.3.0").module
+    monkeypatch.delattr(trt.Builder, "build_serialized_network")
     with pytest.raises(EdgeError) as err:
-        api.features(install_fake(monkeypatch, "8.2").module)
+        api.features(trt)
     message = str(err.value)
-    assert "8.2.1.8" in message and "8.5" in message and "JetPack 5.1" in message and "\n" not in message
+    assert "TensorRT 7.1.3.0 is too old: edge needs TensorRT 8.2 or newer" in message
+    assert "JetPack 4.6.1" in message and "--backend onnxruntime" in message and "\n" not in message
+
+
+def test_a_tensorrt_with_neither_io_api_is_refused(monkeypatch):
+    trt = install_fake(monkeypatch, "8.2").module
+    monkeypatch.delattr(trt.IExecutionContext, "execute_async_v2")
+    with pytest.raises(EdgeError, match="too old"):
+        api.features(trt)
 
 
 @pytest.mark.parametrize("text,expected", [("8.5.2.2", (8, 5, 2, 2)), ("10.3.0", (10, 3, 0)),
@@ -70,7 +85,7 @@ def test_parse_version(text, expected):
     assert api.parse_version(text) == expected
 
 
-@pytest.mark.parametrize("version,flags", [("8.5", 1), ("10.3", 0), ("11.1", 0)])
+@pytest.mark.parametrize("version,flags", [("8.2", 1), ("8.5", 1), ("10.3", 0), ("11.1", 0)])
 def test_network_flags(monkeypatch, version, flags):
     trt = install_fake(monkeypatch, version).module
     assert api.network_flags(trt, api.features(trt)) == flags
@@ -82,6 +97,11 @@ def test_workspace_goes_through_the_memory_pool_limit(monkeypatch, version):
     trt = fake.module
     config = trt.Builder(trt.Logger()).create_builder_config()
     api.set_workspace(config, trt, api.features(trt), 256 << 20)
+    if version == "8.2":  # no memory pools before 8.4: the max_workspace_size property
+        assert not hasattr(config, "set_memory_pool_limit") and not hasattr(trt, "MemoryPoolType")
+        assert fake.called("IBuilderConfig.max_workspace_size") == [f"IBuilderConfig.max_workspace_size={256 << 20}"]
+        assert config.max_workspace_size == 256 << 20
+        return
     assert fake.called("IBuilderConfig.set_memory_pool_limit") == [
         f"IBuilderConfig.set_memory_pool_limit(WORKSPACE, {256 << 20})"]
     assert not fake.called("IBuilderConfig.max_workspace_size")
@@ -103,7 +123,7 @@ def test_parser_errors_name_the_node(monkeypatch, face_model_path, version):
     import onnx
 
     pads = [(i, n.name) for i, n in enumerate(onnx.load(str(face_model_path)).graph.node) if n.op_type == "Pad"]
-    if version == "8.5":  # 8.x knows only the node index
+    if version.startswith("8."):  # 8.x knows only the node index
         assert len(errors) == 1 and errors[0].startswith(f"node #{pads[0][0]}: UNSUPPORTED_NODE: ")
     else:  # 10.x names every unsupported node
         assert len(errors) == len(pads) and errors[0].startswith(f"node '{pads[0][1]}' (Pad): UNSUPPORTED_NODE: ")
@@ -185,3 +205,37 @@ def _layer(kind, fmt):
 def test_layer_precisions_read_both_inspector_formats(layers, counts, obtained):
     found = api.layer_precisions({"Layers": layers, "Bindings": []})
     assert found == counts and api.obtained_precision(found) == obtained
+
+
+# ------------------------------------------------------------------------------------------ numpy dtypes
+@pytest.mark.parametrize("version,member,dtype", [
+    ("8.2", "FLOAT", "float32"), ("8.2", "HALF", "float16"), ("8.2", "INT8", "int8"), ("8.2", "INT32", "int32"),
+    ("8.2", "BOOL", "bool"), ("8.5", "UINT8", "uint8"), ("10.3", "INT64", "int64"), ("10.3", "BF16", None),
+    ("8.6", "FP8", None), ("10.3", "INT4", None), ("11.1", "HALF", "float16")])
+def test_numpy_dtype_by_member_name(monkeypatch, version, member, dtype):
+    trt = install_fake(monkeypatch, version).module
+    found = api.numpy_dtype(trt.DataType[member])
+    assert (None if found is None else found.name) == dtype
+
+
+@pytest.mark.parametrize("version", ["8.2", "8.5"])
+def test_trt_nptype_of_8_2_to_8_5_2_breaks_on_numpy_1_24_and_edge_does_not_use_it(monkeypatch, version):
+    import numpy as np
+
+    trt = install_fake(monkeypatch, version, numpy_version=(1, 19)).module  # JetPack 4.6's numpy: fine
+    assert trt.nptype(trt.DataType.FLOAT) is np.float32
+    trt = install_fake(monkeypatch, version, numpy_version=(1, 24)).module  # np.bool removed in 1.24
+    with pytest.raises(AttributeError, match="module 'numpy' has no attribute 'bool'"):
+        trt.nptype(trt.DataType.FLOAT)  # the real helper builds its table with np.bool on every call
+    assert api.numpy_dtype(trt.DataType.FLOAT) == np.dtype(np.float32)
+    assert api.numpy_dtype(trt.DataType.BOOL) == np.dtype(np.bool_)
+    sources = sorted((Path(api.__file__).parent).glob("*.py")) + [Path(api.__file__).parents[1] / "backends" /
+                                                                  "tensorrt.py"]
+    assert not [p.name for p in sources if re.search(r"\.nptype\(", p.read_text())]
+
+
+def test_trt_nptype_of_8_5_3_and_later_is_fine_on_numpy_1_24(monkeypatch):
+    import numpy as np
+
+    trt = install_fake(monkeypatch, "8.5.3.1", numpy_version=(1, 24)).module
+    assert trt.nptype(trt.DataType.BOOL) is np.bool_

@@ -26,7 +26,7 @@ from edge.errors import EdgeError
 from edge.model import Model
 from edge.onnxfile import TensorSpec
 
-VERSIONS = ["8.5", "10.3", "11.1"]
+VERSIONS = ["8.2", "8.5", "10.3", "11.1"]
 
 
 def use_fake(monkeypatch: Any, tmp_path: Path, version: str, **knobs: Any) -> Any:

@@ -1,4 +1,5 @@
-"""The fake ``tensorrt`` modules against the real TensorRT Python bindings (8.6, 10.3, 10.13, 11.1).
+"""The fake ``tensorrt`` modules against the real TensorRT Python bindings (8.6, 10.3, 10.13, 11.1), and
+the 8.2 fake against the surface read from the 8.2.1 binding sources (no 8.2 wheel exists).
 
 The real bindings wheels are imported over stub libraries (bindings_surface.py); the wheels come
 from ``bash tests/trt/fetch_bindings.sh`` and every test here skips, saying so, when they are not in
@@ -14,15 +15,17 @@ the cache folder (no network during tests). What is compared:
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Any, Dict, Set
+from typing import Any, Dict, Set, Tuple
 
 import pytest
 from bindings_surface import WHEELS, find_wheel, real_surface, run_with_bindings, surface, tools_missing
 from fake_tensorrt import FakeTensorRT
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 EDGE_SOURCES = sorted((ROOT / "edge" / "tensorrt").glob("*.py")) + [ROOT / "edge" / "backends" / "tensorrt.py"]
 _REAL: Dict[str, Dict[str, Any]] = {}
 # Names edge uses on *other* objects, which match a real member of these classes only by name.
@@ -101,6 +104,10 @@ def test_enums_match_member_for_member(real, fake):
 
 
 def test_what_edge_uses_exists_in_the_fake_exactly_when_it_is_real(real, fake):
+    _edge_uses_match(real, fake)
+
+
+def _edge_uses_match(real: Dict[str, Any], fake: FakeTensorRT) -> None:
     fake_surface = surface(fake.module)
     mentions = _edge_mentions()
     top = {n for n in set(real["names"]) | set(fake_surface["names"]) if n in _edge_mentions(module_level=True)}
@@ -120,6 +127,39 @@ def test_what_edge_uses_exists_in_the_fake_exactly_when_it_is_real(real, fake):
         used = set(members) & mentions
         if owner is not None:
             assert used <= set(owner.__members__), f"{name}: edge uses {sorted(used - set(owner.__members__))}"
+
+
+# ------------------------------------------------------------------ 8.2: no wheel, the binding sources
+# PyPI has no bindings wheel before 8.6.1; the surface of 8.2.1 was read from NVIDIA/TensorRT's sources at tag
+# 8.2.1 by sources_surface.py (which reproduces the real 8.6.1 wheel when run on release/8.6) and committed.
+SOURCE_SURFACES = {"8.2": HERE / "tensorrt_8_2_1_surface.json"}
+
+
+@pytest.fixture(params=sorted(SOURCE_SURFACES))
+def from_sources(request) -> Tuple[Dict[str, Any], FakeTensorRT]:
+    return json.loads(SOURCE_SURFACES[request.param].read_text()), FakeTensorRT(request.param)
+
+
+def test_the_8_2_fake_offers_only_what_the_8_2_sources_bind(from_sources):
+    real, fake = from_sources
+    assert fake.version_string.startswith(real["version"])
+    module = fake.module
+    fake_surface = surface(module)
+    assert not set(fake_surface["classes"]) - set(real["classes"])
+    extra = {name: sorted(set(attributes) - _builtin_attributes(getattr(module, name)) - set(real["classes"][name]))
+             for name, attributes in fake_surface["classes"].items()}
+    assert not {k: v for k, v in extra.items() if v}, "members only the fake has"
+    assert not set(fake_surface["names"]) - set(real["names"])
+    for name, members in fake_surface["enums"].items():
+        assert set(members) == set(real["enums"][name]), name
+        numbered = {k: v for k, v in real["enums"][name].items() if v is not None}
+        assert {k: members[k] for k in numbered} == numbered, name
+
+
+def test_what_edge_uses_exists_in_the_8_2_fake_exactly_when_in_the_sources(from_sources):
+    real, fake = from_sources
+    _edge_uses_match(real, fake)
+    assert not hasattr(fake.module.ICudaEngine, "num_io_tensors") and "num_bindings" in real["classes"]["ICudaEngine"]
 
 
 def test_cuda_failure_and_error_names_read_as_in_the_real_bindings(real, version):

@@ -21,8 +21,15 @@ from edge.errors import EdgeError
 from edge.tensorrt import builder as builder_module
 from edge.tensorrt.builder import BuildOptions, Calibration, build_engine
 
-VERSIONS = ["8.5", "10.3", "11.1"]
-WEAK = ["8.5", "10.3"]  # weakly typed: FP16/INT8 builder flags
+VERSIONS = ["8.2", "8.5", "10.3", "11.1"]
+WEAK = ["8.2", "8.5", "10.3"]  # weakly typed: FP16/INT8 builder flags
+
+
+def workspace_call(version: str, mib: int) -> str:
+    """How the workspace limit is set: the max_workspace_size property on 8.2, a memory pool from 8.4."""
+    if version == "8.2":
+        return f"IBuilderConfig.max_workspace_size={mib << 20}"
+    return f"IBuilderConfig.set_memory_pool_limit(WORKSPACE, {mib << 20})"
 
 
 def dynamic_colour(path: Path) -> Path:
@@ -90,15 +97,17 @@ def test_fp16_build_calls_in_order(monkeypatch, tmp_path, lines, version):
         warnings.simplefilter("always")
         result = build(model, lines, precision="fp16")
     assert not [w for w in caught if issubclass(w.category, DeprecationWarning)]  # no deprecated API on any version
-    network = "Builder.create_network(1)" if version == "8.5" else "Builder.create_network(0)"
+    network = "Builder.create_network(1)" if version.startswith("8.") else "Builder.create_network(0)"
     positions = order(fake, "init_libnvinfer_plugins", "Builder()", network, "OnnxParser.parse_from_file",
-                      "Builder.create_builder_config", f"IBuilderConfig.set_memory_pool_limit(WORKSPACE, {1 << 30})",
+                      "Builder.create_builder_config", workspace_call(version, 1024),
                       "IBuilderConfig.profiling_verbosity=DETAILED", "Builder.build_serialized_network",
                       "Runtime.deserialize_cuda_engine", "EngineInspector.get_engine_information(JSON)")
     assert positions == sorted(positions)
     flags = fake.called("IBuilderConfig.set_flag")
     assert flags == (["IBuilderConfig.set_flag(FP16)"] if version in WEAK else [])
-    assert not fake.called("IBuilderConfig.max_workspace_size") and not fake.called("IBuilderConfig.int8_calibrator")
+    other_workspace = ("IBuilderConfig.set_memory_pool_limit" if version == "8.2" else
+                       "IBuilderConfig.max_workspace_size")
+    assert not fake.called(other_workspace) and not fake.called("IBuilderConfig.int8_calibrator")
     assert result.precision_asked == result.precision_obtained == "fp16"
     nodes = len(onnx.load(str(model)).graph.node)
     assert result.layer_precisions == {"fp16": nodes} and result.tensorrt_version == fake.version_string
@@ -112,8 +121,7 @@ def test_fp32_build_sets_no_precision_flag(monkeypatch, tmp_path, lines, version
     fake = install_fake(monkeypatch, version)
     result = build(make_colour_classifier(tmp_path / "c.onnx"), lines, precision="fp32", workspace_mib=256)
     assert not fake.called("IBuilderConfig.set_flag")
-    assert fake.called("IBuilderConfig.set_memory_pool_limit") == [
-        f"IBuilderConfig.set_memory_pool_limit(WORKSPACE, {256 << 20})"]
+    assert fake.called(workspace_call(version, 256).split("(")[0].split("=")[0]) == [workspace_call(version, 256)]
     assert result.precision_obtained == "fp32" and result.layer_precisions == {"fp32": 3}
 
 
@@ -132,7 +140,7 @@ def test_parser_error_names_the_node(monkeypatch, face_model_path, lines, versio
     install_fake(monkeypatch, version, unsupported_ops={"Conv"})
     message = one_line_error(lambda: build(face_model_path, lines, precision="fp32"), "cannot parse the model",
                              "node 'conv2d' (Conv): UNSUPPORTED_NODE", "--backend onnxruntime")
-    assert ("more)" in message) == (version != "8.5")  # 10.x reports every bad node; the first three are listed
+    assert ("more)" in message) == (not version.startswith("8."))  # 10.x reports every bad node; three listed
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -170,7 +178,9 @@ def test_dynamic_input_with_profile(monkeypatch, tmp_path, lines, version):
                  "Builder.build_serialized_network") == sorted(order(fake, "IOptimizationProfile.set_shape",
                  "IBuilderConfig.add_optimization_profile", "Builder.build_serialized_network"))
     # formats of a dynamic engine are known only for given shapes: the builder sets the opt shape first
-    assert "IExecutionContext.set_input_shape('image', (4, 3, 32, 32))" in fake.calls
+    opt_shape = ("IExecutionContext.set_binding_shape(0, (4, 3, 32, 32))" if version == "8.2" else
+                 "IExecutionContext.set_input_shape('image', (4, 3, 32, 32))")
+    assert opt_shape in fake.calls and "EngineInspector.execution_context=<IExecutionContext>" in fake.calls
     assert result.precision_obtained == precision
 
 
@@ -414,3 +424,22 @@ def test_refused_options(monkeypatch, tmp_path, lines, version, options, needles
     install_fake(monkeypatch, version, dla_cores=2)
     model = qdq_colour(tmp_path / "q.onnx")
     one_line_error(lambda: build(model, lines, **options), *needles)
+
+
+@pytest.mark.parametrize("version,opset,warned", [("8.2", 13, False), ("8.2", 17, True), ("8.5", 17, False),
+                                                  ("8.5", 18, True), ("10.3", 20, False)])
+def test_an_opset_newer_than_the_parser_documents_is_a_warning_then_the_fix(monkeypatch, tmp_path, lines, version,
+                                                                              opset, warned):
+    # onnx-tensorrt READMEs: 8.0/8.2 "supports operators up to Opset 13", 8.4-8.6 up to 17
+    install_fake(monkeypatch, version)
+    model = make_colour_classifier(tmp_path / "c.onnx", opset=opset)
+    result = build(model, lines, precision="fp32")
+    warning = [line for line in lines if line.startswith("warning: c.onnx is ONNX opset")]
+    assert bool(warning) == warned and result.precision_obtained == "fp32"
+    if warned:
+        assert warning[0].endswith(f"documents opsets up to {13 if version == '8.2' else 17}")
+    install_fake(monkeypatch, version, unsupported_ops={"Gemm"})
+    message = one_line_error(lambda: build(model, [], precision="fp32"), "cannot parse the model")
+    newest = 13 if version == "8.2" else 17
+    assert (f"re-export with --opset {newest}," in message) == warned
+    assert ("re-export with another --opset" in message) == (not warned)

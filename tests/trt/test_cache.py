@@ -22,7 +22,15 @@ from tiny_models import make_colour_classifier
 
 from edge.cuda.base import DeviceInfo
 from edge.tensorrt import cache as cache_module
-from edge.tensorrt.cache import BuildLock, EngineCache, EngineKey, jetpack_guess, l4t_release, platform_id
+from edge.tensorrt.cache import (
+    BuildLock,
+    EngineCache,
+    EngineKey,
+    jetpack_guess,
+    l4t_release,
+    parse_iso_time,
+    platform_id,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ORIN = DeviceInfo(0, "Orin (test)", (8, 7), 8 << 30, True)
@@ -138,7 +146,7 @@ def test_first_use_builds_then_hits_and_the_sidecar_has_the_provenance(cache, on
     assert (prov["tensorrt_version"], prov["compute_capability"], prov["gpu_name"]) == ("10.3.0", "8.7", ORIN.name)
     assert (prov["precision_asked"], prov["precision_obtained"], prov["workspace_mib"]) == ("fp16", "fp16", 256)
     assert prov["onnx_path"] == str(onnx_path.resolve()) and prov["build_seconds"] == 1.25
-    built = datetime.datetime.fromisoformat(prov["built_at"].replace("Z", "+00:00"))
+    built = parse_iso_time(prov["built_at"])
     assert built.tzinfo is not None and prov["built_at"].endswith("Z")
     for field in ("cuda_version", "platform", "l4t", "jetpack", "layer_precisions", "profiles", "dla_core",
                   "edge_version", "cache_key"):
@@ -397,3 +405,18 @@ def test_cache_info_and_clear(cache, onnx_path):
 
 def test_cache_info_of_a_missing_root_is_empty(tmp_path):
     assert EngineCache(tmp_path / "nothing").cache_info() == [] and EngineCache(tmp_path / "x").clear() == []
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2026-11-30T08:50:00Z", datetime.datetime(2026, 11, 30, 8, 50, tzinfo=datetime.timezone.utc)),
+    ("2026-11-30T08:50:00", datetime.datetime(2026, 11, 30, 8, 50, tzinfo=datetime.timezone.utc)),
+    ("2026-11-30T10:50:00+02:00", datetime.datetime(2026, 11, 30, 8, 50, tzinfo=datetime.timezone.utc)),
+    ("2026-11-30 03:20:00.25-0530", datetime.datetime(2026, 11, 30, 8, 50, 0, 250000, tzinfo=datetime.timezone.utc)),
+    ("2026-11-30T08:50", ValueError), ("yesterday", ValueError), ("None", ValueError)])
+def test_sidecar_times_are_read_without_fromisoformat(text, expected):
+    # datetime.fromisoformat is Python 3.7+ (JetPack 4.6 has 3.6) and reads "Z" only from 3.11
+    if expected is ValueError:
+        with pytest.raises(ValueError, match="not an ISO 8601 time"):
+            parse_iso_time(text)
+    else:
+        assert parse_iso_time(text) == expected and parse_iso_time(text).tzinfo is not None

@@ -18,7 +18,7 @@ from edge.preprocess import Preprocessor
 from edge.tensorrt.builder import BuildOptions, Calibration, build_engine
 from edge.tensorrt.calibrator import calibration_cache_key, calibration_images, make_calibrator
 
-WEAK = ["8.5", "10.3"]
+WEAK = ["8.2", "8.5", "10.3"]
 CONFIG = EdgeConfig.from_dict(colour_classifier_config())
 
 

@@ -19,7 +19,7 @@ import edge.cuda
 import export.__main__ as export_main
 from export.commands.inspect import inspect_file
 
-VERSIONS = ["8.5", "10.3", "11.1"]
+VERSIONS = ["8.2", "8.5", "10.3", "11.1"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""TrtRunner contract tests against the fake tensorrt (8.5, 10.3, 11.1) and FakeCudaLayer.
+"""TrtRunner contract tests against the fake tensorrt (8.2, 8.5, 10.3, 11.1) and FakeCudaLayer.
 
 The fake computes with ONNX Runtime, so these tests prove the call order, the buffer plumbing and
 the error handling, not TensorRT itself (see tests/trt/fake_tensorrt.py for what is modelled).
@@ -19,7 +19,7 @@ from tiny_models import make_colour_classifier
 from edge.errors import EdgeError
 from edge.tensorrt.runner import TrtRunner
 
-VERSIONS = ["8.5", "10.3", "11.1"]
+VERSIONS = ["8.2", "8.5", "10.3", "11.1"]
 BATCH = {"image": ((1, 3, 8, 8), (4, 3, 8, 8), (8, 3, 8, 8))}
 
 
@@ -49,6 +49,22 @@ def make_plan(trt: Any, onnx_path: Path, profiles: Optional[Dict[str, Sequence[S
     plan = builder.build_serialized_network(network, config)
     assert plan is not None
     return bytes(plan)
+
+
+def execute_call(version: str) -> str:
+    """The call that runs the engine: execute_async_v2 with a bindings list on 8.2, execute_async_v3 from 8.5."""
+    return "IExecutionContext.execute_async_v2()" if version == "8.2" else "IExecutionContext.execute_async_v3()"
+
+
+def shape_call(version: str, shape: Sequence[int]) -> str:
+    """How the runner sets input 'image' (binding 0) to ``shape``."""
+    if version == "8.2":
+        return f"IExecutionContext.set_binding_shape(0, {tuple(shape)})"
+    return f"IExecutionContext.set_input_shape('image', {tuple(shape)})"
+
+
+def version_of(fake: Any) -> str:
+    return ".".join(str(v) for v in fake.version)
 
 
 def reference(onnx_path: Path, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -90,16 +106,19 @@ def test_call_order_and_outputs(fake, static_plan):
         assert load.index(f"Runtime.deserialize_cuda_engine(<{len(plan)} bytes>)") < \
             load.index("ICudaEngine.create_execution_context()")
         addresses = [c for c in load if c.startswith("IExecutionContext.set_tensor_address")]
-        assert addresses == ["IExecutionContext.set_tensor_address('image')",
-                             "IExecutionContext.set_tensor_address('logits')"]
-        assert load.index(addresses[0]) > load.index("ICudaEngine.create_execution_context()")
+        if version_of(fake) == "8.2":  # no addresses to set: they travel in execute_async_v2's bindings list
+            assert addresses == [] and runner.tensors.pointers == [b.ptr for b in runner._buffers.values()]
+        else:
+            assert addresses == ["IExecutionContext.set_tensor_address('image')",
+                                 "IExecutionContext.set_tensor_address('logits')"]
+            assert load.index(addresses[0]) > load.index("ICudaEngine.create_execution_context()")
         assert not [c for c in load if "execute" in c]
         x = image()
         for _ in range(2):
             before_trt, before_cuda = len(fake.calls), len(layer.calls)
             out = runner.infer({"image": x})
             np.testing.assert_allclose(out["logits"], reference(path, {"image": x})["logits"], rtol=0, atol=1e-6)
-            assert fake.calls[before_trt:] == ["IExecutionContext.execute_async_v3()"]  # static: no set_input_shape
+            assert fake.calls[before_trt:] == [execute_call(version_of(fake))]  # static: no shape call
             assert layer.calls[before_cuda:] == [f"copy_to_device({x.nbytes})", "copy_to_host(12)"]
     assert [c.split("(")[0] for c in layer.calls[:5]] == ["stream", "alloc_host", "alloc_device", "alloc_host",
                                                           "alloc_device"]
@@ -133,7 +152,7 @@ def test_dynamic_batch_allocates_the_profile_max_and_returns_each_batch(fake, dy
     path, plan = dynamic_plan
     layer = fake.cuda_layer()
     with TrtRunner(plan, layer) as runner:
-        assert "IExecutionContext.set_input_shape('image', (8, 3, 8, 8))" in fake.calls  # the MAX, before allocation
+        assert shape_call(version_of(fake), (8, 3, 8, 8)) in fake.calls  # the MAX, before allocation
         assert "alloc_host((8, 3, 8, 8), float32, mapped=False)" in layer.calls
         assert "alloc_host((8, 3), float32, mapped=False)" in layer.calls
         for batch in list(range(1, 9)) + [3, 3]:
@@ -142,9 +161,8 @@ def test_dynamic_batch_allocates_the_profile_max_and_returns_each_batch(fake, dy
             out = runner.infer({"image": x})
             assert out["logits"].shape == (batch, 3)
             np.testing.assert_allclose(out["logits"], reference(path, {"image": x})["logits"], atol=1e-6)
-            assert fake.calls[-1] == "IExecutionContext.execute_async_v3()" and len(fake.calls) > before
-    shape_calls = [c for c in fake.calls if c.startswith("IExecutionContext.set_input_shape")]
-    assert shape_calls.count("IExecutionContext.set_input_shape('image', (3, 3, 8, 8))") == 2  # only on change
+            assert fake.calls[-1] == execute_call(version_of(fake)) and len(fake.calls) > before
+    assert fake.calls.count(shape_call(version_of(fake), (3, 3, 8, 8))) == 2  # only on change
 
 
 def test_a_shape_outside_the_profile_is_an_error_naming_the_range(fake, dynamic_plan):
@@ -201,6 +219,10 @@ def test_a_plan_from_another_tensorrt_or_gpu_is_an_edge_error(monkeypatch, tmp_p
 def test_load_failures_are_edge_errors_and_free_what_was_allocated(fake, dynamic_plan, cls, method, message,
                                                                    monkeypatch):
     _, plan = dynamic_plan
+    if version_of(fake) == "8.2":
+        if method == "set_tensor_address":
+            pytest.skip("TensorRT 8.2 has no set_tensor_address: pointers go in execute_async_v2's bindings list")
+        method = {"set_input_shape": "set_binding_shape"}.get(method, method)
     monkeypatch.setattr(getattr(fake.module, cls), method, lambda self, *args: None if "create" in method else False)
     layer = fake.cuda_layer()
     blocks = set(fake.memory.blocks)
@@ -213,14 +235,16 @@ def test_load_failures_are_edge_errors_and_free_what_was_allocated(fake, dynamic
 def test_execute_failure_is_an_edge_error(fake, static_plan, monkeypatch):
     _, plan = static_plan
     with TrtRunner(plan, fake.cuda_layer()) as runner:
-        monkeypatch.setattr(fake.module.IExecutionContext, "execute_async_v3", lambda self, handle: False)
-        with pytest.raises(EdgeError, match="execute_async_v3 returned False"):
+        call = execute_call(version_of(fake)).split(".")[1].rstrip("()")
+        monkeypatch.setattr(fake.module.IExecutionContext, call, lambda self, *args: False)
+        with pytest.raises(EdgeError, match=f"{call} returned False"):
             runner.infer({"image": image()})
 
 
-def test_tensorrt_without_the_named_tensor_api_is_refused(monkeypatch, tmp_path):
-    old = install_fake(monkeypatch, "8.2")
-    with pytest.raises(EdgeError, match="needs TensorRT 8.5 or newer"):
+def test_tensorrt_older_than_8_is_refused(monkeypatch, tmp_path):
+    old = install_fake(monkeypatch, "7.1.3.0")
+    monkeypatch.delattr(old.module.Builder, "build_serialized_network")  # 7.x: build_engine only
+    with pytest.raises(EdgeError, match="TensorRT 7.1.3.0 is too old: edge needs TensorRT 8.2 or newer"):
         TrtRunner(b"whatever", old.cuda_layer())
 
 
@@ -232,7 +256,10 @@ def test_zero_copy_registers_mapped_pointers_and_copies_nothing(fake, dynamic_pl
         assert not [c for c in layer.calls if c.startswith("alloc_device")]
         assert all("mapped=True" in c for c in layer.calls if c.startswith("alloc_host"))
         for name, buffer in runner._buffers.items():
-            assert runner.context.get_tensor_address(name) == buffer.host.device_ptr
+            if version_of(fake) == "8.2":
+                assert runner.tensors.pointers[runner.tensors.index[name]] == buffer.host.device_ptr
+            else:
+                assert runner.context.get_tensor_address(name) == buffer.host.device_ptr
         before = len(layer.calls)
         x = image(5, 8)
         out = runner.infer({"image": x})
