@@ -3,8 +3,10 @@
 With no arguments it runs the built-in face detector on the first camera it finds, or on
 ``demo://`` (a moving scene made from the shipped samples) when there is none, and says which.
 User mistakes print one line with the fix and exit 2; an output that cannot be written (disk
-full) stops the run with one line and exit 1; Ctrl-C or SIGTERM stops cleanly with a summary
-(exit 130) at any moment, from the first instruction to the last.
+full) stops the run with one line and exit 1; a camera or stream gone for good (every reconnect
+attempt failed) ends the run with the summary, one line and exit 3, so a service manager restarts
+it; Ctrl-C or SIGTERM stops cleanly with a summary at any moment, from the first instruction to
+the last, and exits 130 (SIGINT) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ _STARTED_S = time.perf_counter()
 
 def _exit_now(signum: int, frame: Any) -> None:
     """Signals before main() has installed its handler: nothing is open yet, so leave at once."""
-    os.write(2, b"stopped (Ctrl-C or SIGTERM)\n")
-    os._exit(130)
+    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C (SIGINT)"
+    os.write(2, f"stopped by {name}\n".encode())
+    os._exit(128 + int(signum))  # 143 for SIGTERM, 130 for SIGINT, as edge.console.stop_exit_code
 
 
 if __name__ == "__main__":  # the app, not an import: signals work from the first instruction
@@ -40,15 +43,16 @@ from edge.flags import add_model_fact_arguments, config_overrides  # noqa: E402
 
 EPILOG = """sources: 0 | /dev/video0 | csi://0?width=1280&height=720&fps=30&flip=rotate-180 | rtsp://host/path |
          video.mp4 | image.jpg | folder/ | gst://<pipeline ending in appsink> | demo://?seed=0
-outputs: out.mp4 | out.mkv | out.avi | frames_%05d.jpg | results.jsonl | - (JSON lines on stdout) | display | none
+outputs: out.mp4 | out.mkv | out.avi | frames_%05d.jpg | mask:masks_%05d.png | results.jsonl |
+         - (JSON lines on stdout) | display | none
 examples:
   python -m edge.camera                                   # default model, camera or demo://
   python -m edge.camera --source demo:// --headless --max-frames 100 --output out.mp4 --output -
   python -m edge.camera --model classifier.onnx --task classify --preset imagenet --labels labels.txt
   python -m edge.camera --source demo:// --track --output -    # detections with persistent track ids
-  python -m edge.camera --model yolo11n-seg.onnx --source image.jpg --output masks_%05d.png --output -
-                                                           # segment / keypoints models: masks or skeletons drawn,
-                                                           # COCO RLE masks and keypoints in the JSON lines
+  python -m edge.camera --model yolo11n-seg.onnx --source image.jpg --output mask:masks_%05d.png --output -
+                                                           # a class-id PNG per frame; COCO RLE masks in JSON lines
+  python -m edge.camera --pipeline hands                  # two stages: palm detector, then hand landmarks
 """
 
 
@@ -168,7 +172,7 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
     from edge.model import Model
     from edge.overlay import Annotator
     from edge.pipeline import Pipeline
-    from edge.sinks import OutputWriteError, close_sinks, open_sinks
+    from edge.sinks import OutputWriteError, check_outputs_for_task, close_sinks, open_sinks
     from edge.sources import default_camera, open_source
 
     if args.max_frames is not None and args.max_frames < 1:
@@ -212,6 +216,7 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
         if (args.precision or args.calib_images) and model.backend.name in _CPU_BACKENDS:
             say(f"note: --precision/--calib-images build TensorRT engines; {model.backend.name} runs the model "
                 "file's own precision (they are ignored here)")
+        check_outputs_for_task(args.output, model.task)  # mask images need a segmentation model
         tracker = _tracker(model, args.track)
         if tracker is not None and not args.quiet:
             say(f"tracking: {tracker!r}")
@@ -245,6 +250,8 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
                     ignore_further_interrupts()  # a second Ctrl-C must not cut the summary and the clean-up short
                 if status is not None:
                     status.clear()
+            if pipeline.summary.interrupted and signals is not None and signals.signum is not None:
+                pipeline.summary.ended = f"stopped by {signals.name}"
             say(pipeline.summary.text(source_uri))
             hint = _nothing_found_hint(model, pipeline.summary, args.model)
             if hint:
@@ -253,7 +260,22 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
                 write_summary(args.summary_json, pipeline.summary.to_dict(), source_uri, model.describe())
             if failure is not None:
                 raise failure
-    return 130 if pipeline.summary.interrupted else 0
+            lost = getattr(source, "lost", False) and not pipeline.summary.interrupted
+    if pipeline.summary.interrupted:
+        return signals.exit_code if signals is not None else 130
+    if lost:
+        raise _source_lost(source_uri, pipeline.summary.ended)
+    return 0
+
+
+def _source_lost(source_uri: str, reason: str) -> EdgeError:
+    """The one-line error (exit 3) for a live source gone for good, after the summary."""
+    from edge.sources.base import EXIT_SOURCE_LOST, SourceLost
+    from edge.sources.uri import redact_url
+
+    return SourceLost(f"{reason}; giving up (exit code {EXIT_SOURCE_LOST}, so a service manager restarts the app)",
+                      fix="check the camera's cable and power or that the stream plays (ffprobe URL); "
+                      "?reconnect=N sets the attempts", where=f"source {redact_url(source_uri)}")
 
 
 def _nothing_found_hint(model: Any, summary: Any, model_arg: Optional[str]) -> Optional[str]:
@@ -285,7 +307,8 @@ def write_summary(path: str, summary: Dict[str, Any], source: str, model: str) -
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point. Returns the exit code: 0 done, 2 user error, 130 stopped by Ctrl-C or SIGTERM."""
+    """Entry point. Returns the exit code: 0 done, 1 an output failed, 2 user error, 3 source lost for good,
+    130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM."""
     args = build_parser().parse_args(argv)
 
     def say(line: str) -> None:
@@ -303,11 +326,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run(args, say, signals)
     except EdgeError as exc:
         say(f"error: {exc}")
-        return int(getattr(exc, "exit_code", 2))  # 1 for an output that failed during the run
+        return int(getattr(exc, "exit_code", 2))  # 1: an output failed during the run; 3: the source was lost
     except KeyboardInterrupt:
         signals.acknowledge()
-        say("stopped (Ctrl-C or SIGTERM)")
-        return 130
+        say(f"stopped by {signals.name}")
+        return signals.exit_code
     finally:
         _discard_unwritable_stdout()
 

@@ -1,5 +1,8 @@
 """The camera app's terminal: a live status line, and SIGINT/SIGTERM from the first instruction to the last.
 
+A run stopped by a signal exits with 128 + its number, as shells report a death by that signal:
+130 after Ctrl-C (SIGINT), 143 after SIGTERM (``systemctl stop``, ``kill``), and says which.
+
 Kept apart from :mod:`edge.camera` (the command line and the run) because both are about the process and
 its terminal, not about models, sources or outputs.
 """
@@ -66,6 +69,25 @@ class StatusLine:
             pass  # the terminal went away: the status line is a courtesy
 
 
+def signal_name(signum: Optional[int]) -> str:
+    """How a stop signal is reported: "SIGTERM" (systemctl stop, kill), "Ctrl-C (SIGINT)"; None: Ctrl-C."""
+    if signum is None or signum == signal.SIGINT:
+        return "Ctrl-C (SIGINT)"
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def stop_exit_code(signum: Optional[int]) -> int:
+    """128 + the signal number, as shells report a death by that signal: 130 for SIGINT, 143 for SIGTERM.
+
+    systemd counts 143 as a failure unless the unit lists it in SuccessExitStatus (jetson/edge-camera.service
+    does), so a `systemctl stop` ends the unit as inactive rather than failed; it never restarts a stopped unit.
+    """
+    return 128 + int(signal.SIGINT if signum is None else signum)
+
+
 def ignore_further_interrupts() -> None:
     """From now on SIGINT/SIGTERM are ignored: the summary and the clean-up must not be cut short."""
     try:
@@ -91,6 +113,8 @@ class Signals:
         self.pipeline: Any = None
         self.grace_s = grace_s
         self.requested = False
+        #: the first stop signal received (signal.SIGINT, signal.SIGTERM), None before any
+        self.signum: Optional[int] = None
         self._handled = 0
         self._acknowledged = 0
         self._received = 0
@@ -107,13 +131,18 @@ class Signals:
         try:
             read_fd, write_fd = os.pipe()
             os.set_blocking(write_fd, False)
-            signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+            try:
+                signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)  # novermin - 3.7+, guarded
+            except TypeError:  # Python 3.6: no keyword (a full pipe warns; the watchdog reads it promptly)
+                signal.set_wakeup_fd(write_fd)
         except (AttributeError, OSError, ValueError):  # Windows: no watchdog, the handlers alone
             return
         threading.Thread(target=self._watch, args=(read_fd,), name="edge-signals", daemon=True).start()
 
     def handle(self, signum: int, frame: Any) -> None:
         """The Python-level handler: runs in the main thread between two bytecodes."""
+        if self.signum is None:
+            self.signum = signum
         self._handled += 1
         pipeline = self.pipeline
         if pipeline is not None and self._handled == 1:
@@ -126,6 +155,16 @@ class Signals:
     def acknowledge(self) -> None:
         """The main thread has taken the stop in hand (the watchdog stands down)."""
         self._acknowledged = max(self._acknowledged, self._handled)
+
+    @property
+    def name(self) -> str:
+        """The first stop signal, as reported ("SIGTERM", "Ctrl-C (SIGINT)")."""
+        return signal_name(self.signum)
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code for a run stopped by the first signal: 143 for SIGTERM, 130 for SIGINT."""
+        return stop_exit_code(self.signum)
 
     def check(self) -> None:
         """Raise KeyboardInterrupt when a signal came and was swallowed on the way."""
@@ -141,15 +180,16 @@ class Signals:
     def _watch(self, read_fd: int) -> None:
         while True:
             try:
-                received = len(os.read(read_fd, 64))
+                signums = os.read(read_fd, 64)  # the wake-up fd carries one byte per signal: its number
             except OSError:
                 return
-            if not received:
+            if not signums:
                 return
-            self._received += received
+            self._received += len(signums)
             deadline = time.perf_counter() + self.grace_s
             while self._acknowledged < self._received and time.perf_counter() < deadline:
                 time.sleep(0.05)
             if self._acknowledged < self._received:  # stuck outside Python, or the interrupt was swallowed
-                os.write(2, b"stopped (Ctrl-C or SIGTERM) while busy outside Python\n")
-                os._exit(130)
+                first = self.signum if self.signum is not None else signums[0]
+                os.write(2, f"stopped by {signal_name(first)} while busy outside Python\n".encode())
+                os._exit(stop_exit_code(first))

@@ -1,450 +1,118 @@
-"""Check that this machine can run edge, and say how to fix what is wrong: ``python jetson/check_env.py``.
+"""Check that this machine can run edge, and say how to fix what is wrong: ``python3 jetson/check_env.py``.
 
 Prints one line per finding (board, L4T/JetPack, Python, OpenCV and GStreamer, TensorRT,
 CUDA bindings, ONNX Runtime, edge backends, cameras, power mode), each wrong one with its fix.
 Exit code 0 when edge can run here, 1 when something blocks it.
 
-The parsing functions (``parse_l4t_release``, ``jetpack_for_l4t``, ``parse_nvpmodel``, …) take
-text and return values or None, never raise, and do no I/O, so tests feed them recorded output.
-
-This file is deliberately parseable by Python 3.6 (no ``from __future__ import annotations``,
-no walrus, no ``capture_output``): a JetPack 4 user who runs it with the system Python 3.6
-must be told that the Python is too old, not shown a SyntaxError. Only the standard library
-is imported at the top; cv2, tensorrt, onnxruntime and edge are imported lazily.
+This file is the launcher: it parses and runs on any Python from 2.7 and 3.4 on (no f-strings,
+no annotations, nothing beyond the standard library), so that the Python of an old board (L4T
+R21's 3.4 on a TK1, JetPack 3's 3.5, anyone's ``python`` that is Python 2) is told what is wrong
+and what to do instead of showing a SyntaxError. On Python 3.6+ it hands over to
+``jetson/env_checks.py``, which does the checks.
 """
 
-import argparse
+# ruff: noqa: UP010, UP024, UP031 - this file must parse and run on Python 2.7 and 3.4
+from __future__ import print_function
+
 import os
 import platform
 import re
-import shutil
-import subprocess
 import sys
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-# ---------------------------------------------------------------------------------------------
-# Findings
-# ---------------------------------------------------------------------------------------------
-
-OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
-
-
-class Finding(NamedTuple):
-    """One line of the report: level (ok/info/warn/FAIL), topic, what was found, and the fix."""
-
-    level: str
-    topic: str
-    text: str
-    fix: str = ""
-
-    def line(self) -> str:
-        """The finding as one line: ``[warn] cv2         … Fix: …``."""
-        text = f"[{self.level}]".ljust(7) + f"{self.topic:<11} {self.text}"
-        return f"{text}. Fix: {self.fix}" if self.fix else text
-
-
-class PowerMode(NamedTuple):
-    """The nvpmodel power mode: its name (``MAXN``, ``15W``) and numeric id when reported."""
-
-    name: str
-    mode_id: Optional[int]
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure parsing: text in, value or None out
-# ---------------------------------------------------------------------------------------------
-
-_L4T_LINE = re.compile(r"^#\s*R(\d+)\s*\(\w+\)\s*,\s*REVISION:\s*(\d+)(?:\.(\d+))?", re.MULTILINE)
-
-# (L4T prefix, JetPack) from the brief's §3.2 table; the longest matching prefix wins.
-_JETPACK_BY_L4T: Tuple[Tuple[str, str], ...] = (
-    ("32.6", "4.6"),
-    ("32.7.1", "4.6.1"), ("32.7.2", "4.6.2"), ("32.7.3", "4.6.3"),
-    ("32.7.4", "4.6.4"), ("32.7.5", "4.6.5"), ("32.7.6", "4.6.6"), ("32.7", "4.6.x"),
-    ("34.1", "5.0 (developer preview)"),
-    ("35.1", "5.0.2"),
-    ("35.2", "5.1.x"), ("35.3", "5.1.x"), ("35.4", "5.1.x"), ("35.5", "5.1.x"), ("35.6", "5.1.x"),
-    ("36.3", "6.0"),
-    ("36.4.0", "6.1"), ("36.4.3", "6.2"), ("36.4.4", "6.2.1"), ("36.4.7", "6.2.1"), ("36.4", "6.1/6.2"),
-    ("36.5.0", "6.2.2"), ("36.5.2", "6.2.3"), ("36.5", "6.2.x"),
-    ("38.2", "7.0"), ("38.4", "7.1"), ("38", "7.0/7.1"),
-    ("39", "7.2"),
-)
-
-
-def parse_l4t_release(text: Any) -> Optional[str]:
-    """L4T version from /etc/nv_tegra_release text, e.g. ``# R35 (release), REVISION: 3.1, …`` -> "35.3.1"."""
-    if not isinstance(text, str):
-        return None
-    match = _L4T_LINE.search(text)
-    if not match:
-        return None
-    major, minor, patch = match.group(1), match.group(2), match.group(3)
-    return f"{int(major)}.{int(minor)}.{int(patch or 0)}"
-
-
-def _version_parts(version: Any) -> Optional[List[int]]:
-    if not isinstance(version, str) or not re.fullmatch(r"\d+(\.\d+)*", version.strip()):
-        return None
-    return [int(part) for part in version.strip().split(".")]
-
-
-def jetpack_for_l4t(version: Any) -> Optional[str]:
-    """JetPack release for an L4T version ("35.3.1" -> "5.1.x", "36.4.3" -> "6.2"); None when unknown."""
-    parts = _version_parts(version)
-    if parts is None:
-        return None
-    best: Optional[Tuple[int, str]] = None
-    for prefix, jetpack in _JETPACK_BY_L4T:
-        want = [int(p) for p in prefix.split(".")]
-        if parts[: len(want)] == want and (best is None or len(want) > best[0]):
-            best = (len(want), jetpack)
-    return best[1] if best else None
-
-
-def l4t_blocker(version: Any) -> Optional[str]:
-    """Why edge cannot run on this L4T line, or None when the line is supported (or unknown)."""
-    parts = _version_parts(version)
-    if parts is None:
-        return None
-    if parts[0] <= 21:
-        return ("L4T R21 is the Jetson TK1 line: 32-bit ARM, CUDA 6.5, no TensorRT and no modern Python; "
-                "edge does not run there")
-    if parts[0] < 32:
-        return f"L4T R{parts[0]} predates JetPack 4.6; its Python and TensorRT are too old for edge"
-    if parts[0] == 32:
-        return ("JetPack 4.x (L4T R32) ships Python 3.6 and its TensorRT/OpenCV bindings are built for 3.6 only; "
-                "edge needs Python 3.8+")
-    return None
-
-
-def parse_nvpmodel(text: Any) -> Optional[PowerMode]:
-    """Power mode from ``nvpmodel -q`` output ("NV Power Mode: MAXN\\n0" -> PowerMode("MAXN", 0))."""
-    if not isinstance(text, str):
-        return None
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        match = re.search(r"NV Power Mode\s*:\s*(\S.*?)\s*$", line)
-        if match:
-            mode_id = None
-            for following in lines[i + 1:]:
-                if following.strip().isdigit():
-                    mode_id = int(following.strip())
-                    break
-            return PowerMode(match.group(1), mode_id)
-    return None
-
-
-def parse_device_model(raw: Any) -> Optional[str]:
-    """Board name from /proc/device-tree/model (NUL-terminated), or None when empty."""
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", errors="replace")
-    if not isinstance(raw, str):
-        return None
-    name = raw.replace("\x00", "").strip()
-    return name or None
-
-
-def venv_includes_system_site(pyvenv_cfg: Any) -> Optional[bool]:
-    """``include-system-site-packages`` from a pyvenv.cfg text; None when the key is absent."""
-    if not isinstance(pyvenv_cfg, str):
-        return None
-    match = re.search(r"^\s*include-system-site-packages\s*=\s*(\w+)", pyvenv_cfg, re.MULTILINE | re.IGNORECASE)
-    return match.group(1).lower() == "true" if match else None
-
-
-def python_finding(version_info: Sequence[int]) -> Finding:
-    """The Python version verdict: FAIL below 3.8 (JetPack 4's 3.6), ok otherwise."""
-    shown = ".".join(str(part) for part in version_info[:3])
-    if tuple(version_info[:2]) < (3, 8):
-        return Finding(FAIL, "python", f"{shown} is below 3.8, which edge needs",
-                       "use JetPack 5.1+ (Python 3.8) or newer; JetPack 4.6 (Python 3.6) is not supported")
-    return Finding(OK, "python", f"{shown} ({sys.executable})")
-
-
-def cv2_finding(on_jetson: bool, version: str, location: str, gstreamer: bool,
-                pip_dists: Sequence[Tuple[str, str]], shadowed: Sequence[str]) -> Finding:
-    """The OpenCV verdict: on a Jetson, pip's opencv-python (no GStreamer) shadowing JetPack's is a warning."""
-    text = f"{version} at {location}, GStreamer {'yes' if gstreamer else 'no'}"
-    if pip_dists:
-        text += "; pip has " + ", ".join(f"{name} {ver}" for name, ver in pip_dists)
-    if shadowed:
-        text += "; it shadows " + ", ".join(shadowed)
-    if on_jetson and not gstreamer:
-        names = " ".join(name for name, _ in pip_dists) or "opencv-python"
-        fix = (f"pip uninstall {names}, then use JetPack's cv2 from a venv made with "
-               "python3 -m venv --system-site-packages (sudo apt install nvidia-opencv if it is missing)")
-        return Finding(WARN, "cv2", text + " (csi:// and rtsp:// need GStreamer)", fix)
-    if shadowed:
-        return Finding(WARN, "cv2", text, f"pip uninstall {' '.join(n for n, _ in pip_dists) or 'opencv-python'}")
-    return Finding(OK, "cv2", text)
-
-
-# ---------------------------------------------------------------------------------------------
-# Probes: read the machine; each returns findings and never raises for a missing piece
-# ---------------------------------------------------------------------------------------------
-
-OPENCV_DISTS = ("opencv-python", "opencv-contrib-python", "opencv-python-headless", "opencv-contrib-python-headless")
+JETSON_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(JETSON_DIR)
+#: what env_checks.py and edge/board.py need to be parsed at all (f-strings, variable annotations)
+CHECKS_MIN_PYTHON = (3, 6)
+#: edge's floor when setup.py cannot be read (an installed copy of this file without its checkout)
+DEFAULT_MIN_PYTHON = (3, 8)
 NV_TEGRA_RELEASE = "/etc/nv_tegra_release"
-DEVICE_TREE_MODEL = "/proc/device-tree/model"
 
 
-def _read(path: str, binary: bool = False) -> Any:
+def required_python(setup_text):
+    """(major, minor) from setup.py's ``python_requires=">=3.8"``; None when there is none."""
+    match = re.search(r"python_requires\s*=\s*[\"']\s*>=\s*(\d+)\.(\d+)", setup_text or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _read(path):
     try:
-        with open(path, "rb" if binary else "r") as handle:
+        with open(path) as handle:
             return handle.read()
-    except (OSError, UnicodeDecodeError):
+    except (IOError, OSError, UnicodeDecodeError):
         return None
 
 
-def _run(command: List[str], timeout_s: float = 10.0) -> Optional[str]:
-    """stdout+stderr of a command, or None when it is missing, fails to start or hangs."""
-    if shutil.which(command[0]) is None:
-        return None
-    try:
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              universal_newlines=True, timeout=timeout_s)  # noqa: UP021 - text= is 3.7+
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout
+def edge_min_python():
+    """The oldest Python edge runs on, from this checkout's setup.py (the one place that says it)."""
+    return required_python(_read(os.path.join(REPO, "setup.py"))) or DEFAULT_MIN_PYTHON
 
 
-def probe_board(state: Dict[str, Any]) -> List[Finding]:
-    """Board model, CPU architecture, L4T release and JetPack guess."""
-    model = parse_device_model(_read(DEVICE_TREE_MODEL, binary=True))
-    release_text = _read(NV_TEGRA_RELEASE)
-    l4t = parse_l4t_release(release_text)
-    machine = platform.machine()
-    state["on_jetson"] = release_text is not None or bool(model and ("jetson" in model.lower()
-                                                                     or "nvidia" in model.lower()))
-    state["l4t"] = l4t
-    findings = []
-    if machine in ("armv7l", "armv6l", "armhf"):
-        findings.append(Finding(FAIL, "board", f"{model or 'this board'} runs 32-bit ARM ({machine}); edge needs "
-                                "64-bit (aarch64 or x86_64)",
-                                "use a 64-bit Jetson (Nano or newer), or run edge on the CPU of another machine"))
-    if not state["on_jetson"]:
-        findings.append(Finding(INFO, "board", f"not a Jetson ({machine}, no {NV_TEGRA_RELEASE}): edge runs on the "
-                                "CPU here (pip install '.[cpu]')"))
-        return findings
-    findings.append(Finding(OK, "board", f"{model or 'unknown Jetson model'} ({machine})"))
-    if l4t is None:
-        findings.append(Finding(WARN, "l4t", f"cannot read the L4T release from {NV_TEGRA_RELEASE}",
-                                "check the file (cat /etc/nv_tegra_release) or apt show nvidia-jetpack"))
-        return findings
-    blocker = l4t_blocker(l4t)
-    jetpack = jetpack_for_l4t(l4t)
-    text = f"L4T {l4t} -> JetPack {jetpack or 'unknown (newer than this table?)'}"
-    if blocker:
-        findings.append(Finding(FAIL, "l4t", f"{text}: {blocker}",
-                                "reflash with JetPack 5.1+ where the board supports it (Xavier, Orin), or run edge "
-                                "on the CPU of another machine"))
+def l4t_major(release_text):
+    """The L4T major release (21, 28, 32, 35, ...) from /etc/nv_tegra_release text, or None."""
+    match = re.search(r"^#\s*R(\d+)\s*\(", release_text or "", re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def advice(version_info, release_text, machine, min_python):
+    """The report for a Python too old to run the checks: (finding lines, closing line).
+
+    version_info: the running Python's (major, minor, micro); release_text: /etc/nv_tegra_release
+    or None; machine: platform.machine(); min_python: the oldest Python edge runs on.
+    """
+    shown = ".".join(str(part) for part in version_info[:3])
+    needed = "%d.%d" % tuple(min_python[:2])
+    l4t = l4t_major(release_text)
+    lines = []
+    if version_info[0] < 3:
+        problem = "Python %s is Python 2; edge and this check need Python %s or newer" % (shown, needed)
+        fix = "run it with Python 3: python3 jetson/check_env.py (it says so if that Python is too old too)"
+    elif l4t is not None and l4t <= 21 or machine in ("armv7l", "armv6l", "armhf"):
+        problem = "Python %s is below %s, which edge needs; %s" % (
+            shown, needed, "this is the Jetson TK1 line (L4T R%d, Ubuntu 14.04)" % l4t if l4t is not None
+            else "this is a 32-bit ARM board (%s)" % machine)
+        fix = ("edge runs there on the CPU only, with a newer OS: install a current Debian or Ubuntu for armhf "
+               "(Debian 12 has Python 3.11), then: sudo apt install python3-numpy python3-opencv python3-onnx; "
+               "pip install --no-deps . (from this checkout); no TensorRT exists for 32-bit ARM")
+    elif l4t is not None and l4t < 32:
+        board_fix = ("reflash with JetPack 4.6 (TX1, TX2, Nano: Python 3.6) or newer" if tuple(min_python) <= (3, 6)
+                     else "reflash with JetPack 5.1 or newer (Xavier, Orin: Python 3.8+); TX1, TX2 and Nano "
+                     "stop at JetPack 4.6 (Python 3.6)")
+        problem = "Python %s is below %s, which edge needs; L4T R%d (JetPack 3.x or older) ships Python 3.5" % (
+            shown, needed, l4t)
+        fix = board_fix + "; or run edge on the CPU of another machine and stream the camera to it over RTSP"
+    elif l4t is not None:
+        problem = "Python %s is below %s, which edge needs" % (shown, needed)
+        fix = "run it with the system's python3 (JetPack 4.6 has 3.6, 5.1 has 3.8): python3 jetson/check_env.py"
     else:
-        findings.append(Finding(OK, "l4t", text))
-    return findings
+        problem = "Python %s is below %s, which edge needs" % (shown, needed)
+        fix = ("install Python %s or newer (your distribution's python3, or pyenv) and run this with it" % needed)
+    lines.append("[FAIL] python      %s (%s). Fix: %s." % (problem, sys.executable or "python", fix))
+    return lines, "result: edge cannot run here: python: %s" % problem
 
 
-def probe_venv(state: Dict[str, Any]) -> List[Finding]:
-    """On a Jetson, a venv must see JetPack's cv2 and tensorrt (--system-site-packages)."""
-    if sys.prefix == getattr(sys, "base_prefix", sys.prefix) or not state.get("on_jetson"):
-        return []
-    system_site = venv_includes_system_site(_read(os.path.join(sys.prefix, "pyvenv.cfg")))
-    if system_site is False:
-        return [Finding(WARN, "venv", f"{sys.prefix} hides JetPack's cv2 and tensorrt (no system site-packages)",
-                        f"python3 -m venv --system-site-packages {sys.prefix} (keeps installed packages), "
-                        "or run jetson/setup.sh")]
-    return [Finding(OK, "venv", f"{sys.prefix} (with system site-packages)")]
-
-
-def _pip_opencv_dists() -> List[Tuple[str, str]]:
-    try:
-        from importlib import metadata  # novermin - guarded: absent on 3.6/3.7
-    except ImportError:  # Python < 3.8: the Python check already fails
-        return []
-    found = []
-    for name in OPENCV_DISTS:
-        try:
-            found.append((name, metadata.version(name)))
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
-def _shadowed_cv2(cv2_dir: str) -> List[str]:
-    """Other cv2 packages on sys.path or in the system dist-packages that the imported one hides."""
-    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    places = list(sys.path) + [f"/usr/lib/python{version}/dist-packages", "/usr/lib/python3/dist-packages",
-                               f"/usr/local/lib/python{version}/dist-packages"]
-    found: List[str] = []
-    for place in places:
-        candidate = os.path.join(place or ".", "cv2")
-        if (os.path.isdir(candidate) and os.path.realpath(candidate) != os.path.realpath(cv2_dir)
-                and candidate not in found):
-            found.append(candidate)
-    return found
-
-
-def probe_cv2(state: Dict[str, Any]) -> List[Finding]:
-    """cv2 version, location, GStreamer, and whether pip's opencv-python hides JetPack's."""
-    try:
-        from edge.cv import has_gstreamer, import_cv2
-
-        cv2 = import_cv2()
-    except (ImportError, SyntaxError):
-        fix = "pip install '.[cpu]'"
-        if state.get("on_jetson"):
-            fix = "sudo apt install nvidia-opencv and use a venv made with --system-site-packages"
-        return [Finding(WARN, "cv2", "not importable: no camera, video or OpenCV backend", fix)]
-    cv2_dir = os.path.dirname(os.path.abspath(cv2.__file__ or "cv2"))
-    return [cv2_finding(bool(state.get("on_jetson")), cv2.__version__, cv2_dir, has_gstreamer(),
-                        _pip_opencv_dists(), _shadowed_cv2(cv2_dir))]
-
-
-def probe_tensorrt(state: Dict[str, Any]) -> List[Finding]:
-    """TensorRT Python bindings and a CUDA binding (pycuda or cuda-python) for them."""
-    import importlib.util
-
-    on_jetson = state.get("on_jetson")
-    try:
-        import tensorrt
-
-        trt_text = f"{tensorrt.__version__} ({os.path.dirname(tensorrt.__file__ or '')})"
-    except (ImportError, OSError):
-        trt_text = None
-    cuda_bindings = [name for name, module in (("pycuda", "pycuda"), ("cuda-python", "cuda"))
-                     if importlib.util.find_spec(module) is not None]
-    findings = []
-    if trt_text:
-        findings.append(Finding(OK, "tensorrt", trt_text))
-    elif on_jetson:
-        findings.append(Finding(WARN, "tensorrt", "not importable: no TensorRT backend",
-                                "sudo apt install python3-libnvinfer (JetPack) and use a venv made with "
-                                "--system-site-packages"))
-    else:
-        findings.append(Finding(INFO, "tensorrt", "absent (not needed on the CPU)"))
-    if cuda_bindings:
-        findings.append(Finding(OK, "cuda", ", ".join(cuda_bindings)))
-    elif trt_text:
-        findings.append(Finding(WARN, "cuda", "neither pycuda nor cuda-python: TensorRT cannot get GPU memory",
-                                "PATH=/usr/local/cuda/bin:$PATH pip install pycuda"))
-    return findings
-
-
-def probe_onnxruntime(state: Dict[str, Any]) -> List[Finding]:
-    """ONNX Runtime version and its (compile-time) execution providers."""
-    try:
-        import onnxruntime
-
-        providers = list(onnxruntime.get_available_providers())
-    except ImportError:
-        fix = ("pip install onnxruntime-gpu from the Jetson AI Lab index for your JetPack (see jetson/README.md)"
-               if state.get("on_jetson") else "pip install '.[cpu]'")
-        return [Finding(INFO, "onnxruntime", "not installed", fix)]
-    short = ", ".join(p.replace("ExecutionProvider", "") for p in providers)
-    text = f"{onnxruntime.__version__}, providers: {short}"
-    if state.get("on_jetson") and "CUDAExecutionProvider" not in providers:
-        return [Finding(WARN, "onnxruntime", text + " (CPU only)",
-                        "pip uninstall onnxruntime; pip install onnxruntime-gpu from the Jetson AI Lab index for your "
-                        "JetPack (see jetson/README.md)")]
-    return [Finding(OK, "onnxruntime", text)]
-
-
-def probe_edge(state: Dict[str, Any]) -> List[Finding]:
-    """Whether edge imports, and which of its backends can run here (none is a blocker)."""
-    try:
-        from edge.backends import availability
-    except (ImportError, SyntaxError) as exc:
-        return [Finding(FAIL, "edge", f"not importable in {sys.executable} ({exc})",
-                        "run jetson/setup.sh, or pip install . from the checkout into this Python")]
-    rows = availability()
-    usable = [name for name, reason in rows if reason is None]
-    findings = [Finding(OK if reason is None else INFO, "backend", f"{name}: {reason or 'runs here'}")
-                for name, reason in rows]
-    if not usable:
-        findings.append(Finding(FAIL, "edge", "no backend can run here",
-                                "on a Jetson: onnxruntime-gpu from the Jetson AI Lab index, or JetPack's cv2; "
-                                "elsewhere: pip install '.[cpu]'"))
-    return findings
-
-
-def probe_cameras(state: Dict[str, Any]) -> List[Finding]:
-    """Cameras found, whether this user may open them, and nvargus-daemon for CSI sensors."""
-    try:
-        from edge.sources import list_cameras
-    except (ImportError, SyntaxError):
-        return []
-    cameras = list_cameras()
-    if not cameras:
-        return [Finding(INFO, "camera", "none found; use --source demo://, a video file or rtsp://")]
-    findings = []
-    for camera in cameras:
-        findings.append(Finding(OK, "camera", f"{camera.uri} ({camera.name})"))
-    devices = sorted(d for d in os.listdir("/dev") if re.fullmatch(r"video\d+", d)) if os.path.isdir("/dev") else []
-    denied = [f"/dev/{d}" for d in devices if not os.access(f"/dev/{d}", os.R_OK | os.W_OK)]
-    if denied:
-        findings.append(Finding(WARN, "camera", f"no read/write access to {', '.join(denied)}",
-                                "sudo usermod -aG video $USER, then log out and in again"))
-    if any(camera.kind == "csi" for camera in cameras):
-        status = _run(["systemctl", "is-active", "nvargus-daemon"])
-        if status is not None and status.strip() != "active":
-            findings.append(Finding(WARN, "camera", f"nvargus-daemon is {status.strip() or 'not running'}: csi:// "
-                                    "cannot start", "sudo systemctl restart nvargus-daemon"))
-    return findings
-
-
-def probe_power(state: Dict[str, Any]) -> List[Finding]:
-    """nvpmodel power mode: anything but MAXN is slower than the published numbers."""
-    if not state.get("on_jetson"):
-        return []
-    output = _run(["nvpmodel", "-q"])
-    mode = parse_nvpmodel(output)
-    if mode is None:
-        return [Finding(INFO, "power", "nvpmodel not found or unreadable; clocks unknown")]
-    shown = mode.name + (f" (mode {mode.mode_id})" if mode.mode_id is not None else "")
-    if not mode.name.upper().startswith("MAXN"):
-        return [Finding(INFO, "power", f"{shown}: slower than MAXN; fine for power-limited use",
-                        "for benchmarks: sudo nvpmodel -q --verbose lists modes, sudo nvpmodel -m <MAXN id>, "
-                        "sudo jetson_clocks")]
-    return [Finding(OK, "power", shown)]
-
-
-PROBES: Tuple[Callable[[Dict[str, Any]], List[Finding]], ...] = (
-    probe_board, probe_venv, probe_cv2, probe_tensorrt, probe_onnxruntime, probe_edge, probe_cameras, probe_power,
-)
-
-
-def collect(version_info: Optional[Sequence[int]] = None) -> List[Finding]:
-    """Every finding for this machine, in report order; ``version_info`` overrides the running Python's."""
-    state: Dict[str, Any] = {}
-    findings = [python_finding(tuple(version_info or sys.version_info))]
-    if findings[0].level == FAIL:  # edge and its libraries do not import on this Python
-        return probe_board(state) + findings
-    for probe in PROBES:
-        findings.extend(probe(state))
-    return findings
-
-
-def verdict(findings: Sequence[Finding]) -> Tuple[int, str]:
-    """Exit code and closing line: 1 and the first blocker when any finding is FAIL, else 0."""
-    blockers = [f for f in findings if f.level == FAIL]
-    warnings = sum(1 for f in findings if f.level == WARN)
-    if blockers:
-        return 1, f"result: edge cannot run here: {blockers[0].topic}: {blockers[0].text}"
-    suffix = f" ({warnings} warning{'s' if warnings != 1 else ''} above)" if warnings else ""
-    return 0, f"result: edge can run here{suffix}"
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv=None):
     """Print the report; return 0 when edge can run here, 1 when something blocks it."""
-    parser = argparse.ArgumentParser(prog="python jetson/check_env.py", description=__doc__.split("\n\n")[0])
-    parser.parse_args(argv)
-    findings = collect()
-    print("edge environment check")
-    for finding in findings:
-        print(finding.line())
-    code, closing = verdict(findings)
-    print(closing)
-    return code
+    args = sys.argv[1:] if argv is None else list(argv)
+    min_python = edge_min_python()
+    if tuple(sys.version_info[:2]) < CHECKS_MIN_PYTHON:
+        if "-h" in args or "--help" in args:
+            print(__doc__.split("\n\n")[0])
+            return 0
+        lines, closing = advice(tuple(sys.version_info[:3]), _read(NV_TEGRA_RELEASE), platform.machine(),
+                                min_python)
+        print("edge environment check")
+        for line in lines:
+            print(line)
+        print(closing)
+        return 1
+    import importlib.util  # 3.6+ from here on
+
+    path = os.path.join(JETSON_DIR, "env_checks.py")
+    spec = importlib.util.spec_from_file_location("edge_env_checks", path)  # novermin - 3.6+ here
+    checks = importlib.util.module_from_spec(spec)  # novermin
+    sys.modules[spec.name] = checks
+    spec.loader.exec_module(checks)
+    return checks.main(args)
 
 
 if __name__ == "__main__":

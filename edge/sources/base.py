@@ -27,6 +27,17 @@ _ITER_WAIT_S = 0.5  # iteration waits in slices so Ctrl-C is seen promptly
 MAX_FRAME_SIDE_PX = 16384
 MAX_FRAME_PIXELS = 7680 * 4320
 
+#: The camera app's exit code when its live source is gone for good (a camera unplugged past the
+#: reconnect back-off, a stream that never comes back): non-zero, so systemd's Restart=on-failure
+#: restarts the app; distinct from 1 (an output failed) and 2 (a user mistake).
+EXIT_SOURCE_LOST = 3
+
+
+class SourceLost(EdgeError):
+    """A live source stopped delivering and every reconnect attempt failed (exit code EXIT_SOURCE_LOST)."""
+
+    exit_code = EXIT_SOURCE_LOST
+
 
 class Source:
     """Frames from one URI; a context manager and an iterator.
@@ -35,7 +46,9 @@ class Source:
     (width, height) or None until known; fps (nominal) or None; ended_reason, why
     iteration stopped ("end of file", "camera lost after 5 reconnect attempts", …) or None
     while running; dropped, frames a live source replaced before they were read;
-    skipped_frames, frames that could not be decoded and were skipped (a corrupt frame in a video).
+    skipped_frames, frames that could not be decoded and were skipped (a corrupt frame in a video);
+    lost, True when iteration stopped because a live source went away for good (not at the end of a
+    file or of a finite stream, nor on close).
     """
 
     live = False
@@ -47,6 +60,7 @@ class Source:
         self.ended_reason: Optional[str] = None
         self.dropped = 0
         self.skipped_frames = 0
+        self.lost = False
         self._next_index = 0
         self._closed = False
 
@@ -90,9 +104,10 @@ class Source:
             self.ended_reason = "closed"
         self._release()
 
-    def _end(self, reason: str) -> None:
+    def _end(self, reason: str, lost: bool = False) -> None:
         if self.ended_reason is None:
             self.ended_reason = reason
+            self.lost = lost
 
     def __iter__(self) -> Iterator[Frame]:
         return self

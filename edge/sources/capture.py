@@ -3,8 +3,12 @@
 Live sources — V4L2 cameras, CSI cameras through GStreamer, RTSP/HTTP streams, gst://
 pipelines — are read on a daemon thread that keeps only the newest frame, so the app never
 works on a backlog. When a live source stops delivering it is reopened with exponential
-back-off; after ``reconnect`` failed attempts in a row iteration ends with ``ended_reason``.
-The opener is injectable: any callable returning a VideoCapture-like object.
+back-off; after ``reconnect`` failed attempts in a row iteration ends with ``ended_reason``
+and ``lost`` set. A finite gst:// pipeline (``num-buffers=N``, a file source) is not reopened:
+its first failed read is its end of stream, as the end of a video file is. (OpenCV reports
+GStreamer's end-of-stream and a pipeline error alike, as a failed read, so the pipeline text
+decides; ``?finite=0|1`` overrides.) The opener is injectable: any callable returning a
+VideoCapture-like object.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any, Callable, Optional, Tuple
 from edge.cv import has_gstreamer, require_cv2
 from edge.errors import EdgeError
 from edge.sources.base import Grabbed, Source, check_frame_size, now_s
-from edge.sources.uri import SourceSpec, csi_pipeline, is_jetson, redact_url, rtsp_pipeline
+from edge.sources.uri import SourceSpec, csi_pipeline, finite_pipeline, is_jetson, redact_url, rtsp_pipeline
 
 Opener = Callable[[], Any]  # returns an object with isOpened(), read(), release(), get(), set()
 
@@ -128,6 +132,8 @@ class LiveCaptureSource(Source):
     reconnect: reopen attempts in a row before giving up (0: end at the first failure).
     backoff_s: (first, longest) wait between attempts, seconds; doubles in between.
     lost_what: "camera" or "stream", for ended_reason.
+    end_of_stream: the first failed read is the end (a finite stream): iteration ends with
+    "end of stream", nothing is reopened and ``lost`` stays False.
     """
 
     live = True
@@ -140,9 +146,12 @@ class LiveCaptureSource(Source):
         reconnect: int = DEFAULT_RECONNECT,
         backoff_s: Tuple[float, float] = BACKOFF_S,
         lost_what: str = "camera",
+        end_of_stream: bool = False,
     ) -> None:
         super().__init__(uri)
         self._opener = opener
+        self._end_of_stream = end_of_stream
+        self._lost_for_good = False
         self._reconnect = reconnect
         self._backoff_s = backoff_s
         self._lost_what = lost_what
@@ -206,7 +215,10 @@ class LiveCaptureSource(Source):
                 self._publish(image)
                 continue
             self._release_capture()
+            if self._end_of_stream:
+                return "end of stream"
             if failures >= self._reconnect:
+                self._lost_for_good = True
                 if self._reconnect == 0:
                     return f"{self._lost_what} lost (reconnect=0)"
                 return f"{self._lost_what} lost after {self._reconnect} reconnect attempts"
@@ -243,7 +255,7 @@ class LiveCaptureSource(Source):
                 return self._latest
             if self._done_reason is None:
                 return None
-        self._end(self._done_reason)
+        self._end(self._done_reason, lost=self._lost_for_good)
         if self._error is not None:
             raise self._error
         return None
@@ -378,7 +390,8 @@ def open_live(spec: SourceSpec, opener: Optional[Opener] = None) -> LiveCaptureS
             fix="test it with: gst-launch-1.0 <pipeline with fakesink in place of appsink>",
             where=f"source {shown}",
         )
-        return LiveCaptureSource(spec.uri, opener, error, reconnect, lost_what="stream")
+        finite = spec.option_bool("finite", finite_pipeline(str(spec.target)) is not None)
+        return LiveCaptureSource(spec.uri, opener, error, reconnect, lost_what="stream", end_of_stream=finite)
     raise ValueError(f"not a live source kind: {spec.kind}")
 
 

@@ -51,7 +51,7 @@ _OPTION_TYPES: Dict[str, Dict[str, str]] = {
     "file": {"loop": "loop"},
     "image": {"loop": "loop"},
     "folder": {"loop": "loop"},
-    "gst": {"reconnect": "count"},
+    "gst": {"reconnect": "count", "finite": "bool"},
     "demo": {
         "width": "size",
         "height": "size",
@@ -202,6 +202,32 @@ def _check_pipeline(pipeline: str, text: str) -> str:
             where=text,
         )
     return pipeline
+
+
+# Elements whose stream ends (end-of-stream) on its own: files. multifilesrc only without loop=true.
+_FILE_SOURCES = ("filesrc", "multifilesrc", "splitmuxsrc")
+_URI_SOURCES = ("uridecodebin", "uridecodebin3", "urisourcebin", "playbin", "playbin3")
+
+
+def finite_pipeline(pipeline: str) -> Optional[str]:
+    """Why a GStreamer pipeline ends on its own (``num-buffers=30``, ``filesrc``), or None for a live one.
+
+    OpenCV reports GStreamer's end-of-stream and a failed element alike (a failed read), so the
+    pipeline's text is what tells a finite pipeline, to be ended, from a live one, to be reopened.
+    """
+    for element in pipeline.split("!"):
+        words = element.split()
+        if not words:
+            continue
+        props = dict(word.partition("=")[::2] for word in words[1:] if "=" in word)
+        buffers = props.get("num-buffers", "").strip("\"'")
+        if re.fullmatch(r"\d+", buffers) and int(buffers) > 0:
+            return f"{words[0]} num-buffers={buffers}"
+        if words[0] in _FILE_SOURCES and props.get("loop", "false").lower() not in _TRUE:
+            return words[0]
+        if words[0] in _URI_SOURCES and props.get("uri", "").strip("\"'").lower().startswith("file:"):
+            return f"{words[0]} uri=file:"
+    return None
 
 
 def _parse_query(query: str, text: str) -> Dict[str, str]:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -74,10 +79,9 @@ def test_capture_on_a_fake_jetson_tree(tmp_path):
     found = env.capture(root=root, run=runner({"nvpmodel": "NV Power Mode: MODE_20W_6CORE\n8\n"}))
     jetson = found["jetson"]
     assert found["cpu"].startswith("NVIDIA Carmel")
-    if env.check_env_module() is not None:
-        assert jetson["board"] == "NVIDIA Jetson Xavier NX Developer Kit"
-        assert jetson["l4t"] == "35.3.1" and jetson["jetpack"] == "5.1.x"
-        assert jetson["nvpmodel"] == "MODE_20W_6CORE" and jetson["nvpmodel_id"] == 8
+    assert jetson["board"] == "NVIDIA Jetson Xavier NX Developer Kit"
+    assert jetson["l4t"] == "35.3.1" and jetson["jetpack"] == "5.1.x"
+    assert jetson["nvpmodel"] == "MODE_20W_6CORE" and jetson["nvpmodel_id"] == 8
     assert jetson["gpu_mhz"] == pytest.approx(1109.25)
     assert jetson["emc_mhz"] is None  # debugfs is root-only: not in the fake tree
     assert jetson["jetson_clocks"] is False  # no jetson_clocks output; devfreq min < max
@@ -155,3 +159,25 @@ def test_reads_are_tolerant(tmp_path):
     assert env.clock_snapshot(tmp_path)["gpu_mhz"] is None
     assert env.read_text(tmp_path / "missing") is None and env.read_number(tmp_path / "missing") is None
     assert env.run_command(["no-such-command-here-xyz"]) is None
+
+
+def test_installed_benchmarks_record_the_board(tmp_path):
+    """issue 11: edge-bench installed (edge_benchmarks, without the checkout's jetson/ folder) records the board."""
+    root = Path(__file__).resolve().parents[2]
+    assert '"edge_benchmarks": "benchmarks"' in (root / "setup.py").read_text()  # the layout copied below
+    site = tmp_path / "site-packages"
+    ignore = shutil.ignore_patterns("__pycache__", "data")
+    shutil.copytree(root / "edge", site / "edge", ignore=ignore)
+    shutil.copytree(root / "benchmarks", site / "edge_benchmarks", ignore=ignore)
+    board = fake_jetson(tmp_path / "board")
+    code = ("import json, sys; from pathlib import Path; from edge_benchmarks.environment import capture; "
+            "run = lambda command: 'NV Power Mode: MAXN\\n0\\n' if command[0] == 'nvpmodel' else None; "
+            "print(json.dumps(capture(root=Path(sys.argv[1]), run=run)['jetson']))")
+    done = subprocess.run([sys.executable, "-c", code, str(board)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, cwd=str(tmp_path), timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(site)))
+    assert done.returncode == 0, done.stderr
+    jetson = json.loads(done.stdout)
+    assert (jetson["board"], jetson["l4t"], jetson["jetpack"]) == ("NVIDIA Jetson Xavier NX Developer Kit", "35.3.1",
+                                                                  "5.1.x")
+    assert (jetson["nvpmodel"], jetson["nvpmodel_id"]) == ("MAXN", 0)

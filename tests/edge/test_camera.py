@@ -256,7 +256,7 @@ def test_a_fifo_nobody_writes_to_still_stops_on_a_signal(tmp_path, signum):
     time.sleep(3)  # let it reach the blocking open (no progress to wait for: nothing is ever written)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signum, stderr  # 130 for SIGINT, 143 for SIGTERM
     assert "stopped" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "out.jsonl").exists()
 
@@ -380,3 +380,110 @@ def test_segmented_mp4_recording_killed_with_sigkill_loses_at_most_the_last_segm
     assert len(segments) >= 5
     for segment in segments[:-1]:
         assert frame_count(segment) == 10, segment.name  # 0.5 s at 20 fps
+
+
+class _OneShotMjpegCamera:
+    """An IP camera on 127.0.0.1 that serves one MJPEG stream of ``frames`` JPEGs, then is gone for good."""
+
+    def __init__(self, frames: int) -> None:
+        import http.server
+        import threading
+
+        jpeg = (ROOT / "edge" / "data" / "samples" / "astronaut.jpg").read_bytes()
+        camera = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server name
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                for _ in range(frames):
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                     + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                camera.served += 1
+                threading.Thread(target=camera.unplug, daemon=True).start()  # the camera goes away
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.served = 0
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/video.mjpg"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def unplug(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()  # later connections are refused
+
+
+def test_a_stream_lost_for_good_exits_3_with_the_summary_and_one_line(tmp_path):
+    """issue 11: a source gone for good is a failure (exit 3), so systemd's Restart=on-failure restarts the app."""
+    from edge.sources.base import EXIT_SOURCE_LOST
+
+    camera = _OneShotMjpegCamera(frames=20)
+    summary_json = tmp_path / "summary.json"
+    done = run_camera("--source", camera.url + "?reconnect=2", "--headless", "--output", "-",
+                      "--summary-json", str(summary_json))
+    assert camera.served == 1
+    assert done.returncode == EXIT_SOURCE_LOST == 3, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "stream lost after 2 reconnect attempts" in errors[0], done.stderr
+    assert "Fix:" in errors[0] and "Traceback" not in done.stderr
+    summary = json.loads(summary_json.read_text())
+    assert summary["ended"] == "stream lost after 2 reconnect attempts"
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert 1 <= summary["frames"] == len(records) <= 20
+    assert all(len(r["result"]["detections"]) == 1 for r in records)  # the astronaut's face, in every frame
+
+
+def test_sigterm_is_reported_as_sigterm_and_exits_143(tmp_path):
+    """systemctl stop sends SIGTERM: the summary and the exit code (128 + 15) say SIGTERM, not Ctrl-C."""
+    from edge.console import stop_exit_code
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("DISPLAY", None)
+    process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", "demo://?realtime=1",
+                                "--headless", "--output", str(tmp_path / "out.jsonl"), "--output", "-"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    lines = 0
+    deadline = time.monotonic() + 60
+    while lines < 5 and time.monotonic() < deadline:  # wait for real progress, not for a fixed time
+        if process.stdout.readline():
+            lines += 1
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == stop_exit_code(signal.SIGTERM) == 143, stderr
+    assert "ended: stopped by SIGTERM" in stderr and "Ctrl-C" not in stderr.split("summary:")[1]
+    written = lines + len(stdout.splitlines())
+    assert f"summary: {written} frames" in stderr and "Traceback" not in stderr
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == written
+
+
+@pytest.mark.parametrize(("signum", "name", "code"), [(signal.SIGINT, "Ctrl-C (SIGINT)", 130),
+                                                      (signal.SIGTERM, "SIGTERM", 143)])
+def test_signal_names_and_exit_codes(signum, name, code):
+    from edge.console import Signals as _Signals
+
+    signals = _Signals()
+    assert (signals.name, signals.exit_code) == ("Ctrl-C (SIGINT)", 130)  # a KeyboardInterrupt with no signal
+    with pytest.raises(KeyboardInterrupt):
+        signals.handle(signum, None)
+    with pytest.raises(KeyboardInterrupt):
+        signals.handle(signal.SIGINT if signum == signal.SIGTERM else signal.SIGTERM, None)  # the first one counts
+    assert (signals.name, signals.exit_code) == (name, code)
+
+
+@pytest.mark.parametrize("delay_s", [0.3, 1.0])
+def test_sigterm_during_start_up_is_reported_as_sigterm(tmp_path, delay_s):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("DISPLAY", None)
+    process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", "demo://", "--headless",
+                                "--output", str(tmp_path / "out.jsonl"), "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    time.sleep(delay_s)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode in (143, -signal.SIGTERM), stderr  # -SIGTERM: before Python ran any of edge
+    if process.returncode == 143:
+        assert "stopped by SIGTERM" in stderr and "Ctrl-C" not in stderr, stderr

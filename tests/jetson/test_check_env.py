@@ -1,4 +1,6 @@
-"""Tests for jetson/check_env.py: parsers against recorded board output, the report on this machine."""
+"""jetson/check_env.py (the launcher that runs on Python 2.7 and 3.4) and jetson/env_checks.py (the checks):
+verdicts on recorded board output, the report on this machine, and the advice old interpreters get.
+The parsers are edge.board's (tests/edge/test_board.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "jetson" / "check_env.py"
+CHECKS = ROOT / "jetson" / "env_checks.py"
+PYENV = Path("/root/.pyenv/versions")
+PYTHON27 = PYENV / "2.7.18" / "bin" / "python2.7"
+PYTHON36 = PYENV / "3.6.15" / "bin" / "python3.6"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("jetson_check_env", SCRIPT)
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -26,115 +32,42 @@ def _load() -> ModuleType:
     return module
 
 
-check_env = _load()
+check_env = _load("jetson_env_checks", CHECKS)  # the checks (Python 3.6+)
+launcher = _load("jetson_check_env", SCRIPT)  # the launcher (Python 2.7 and 3.4+)
 ON_JETSON = os.path.exists("/etc/nv_tegra_release")
 
-# Recorded /etc/nv_tegra_release contents, one per JetPack line (second lines as L4T writes them).
-RELEASES: List[Tuple[str, str, str]] = [
-    ("# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref, EABI: aarch64, "
-     "DATE: Sat Feb 19 17:05:08 UTC 2022\n", "32.7.1", "4.6.1"),
-    ("# R35 (release), REVISION: 3.1, GCID: 32827747, BOARD: t186ref, EABI: aarch64, "
-     "DATE: Sun Mar 19 15:19:21 UTC 2023\n"
-     "# KERNEL_VARIANT: oot\nTARGET_USERSPACE_LIB_DIR=nvidia\n"
-     "TARGET_USERSPACE_LIB_DIR_PATH=usr/lib/aarch64-linux-gnu/nvidia\n", "35.3.1", "5.1.x"),
-    ("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, "
-     "DATE: Tue Aug  1 19:57:35 UTC 2023\n", "35.4.1", "5.1.x"),
-    ("# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64, "
-     "DATE: Mon May  6 17:34:21 UTC 2024\n# KERNEL_VARIANT: oot\nTARGET_USERSPACE_LIB_DIR=nvidia\n"
-     "TARGET_USERSPACE_LIB_DIR_PATH=usr/lib/aarch64-linux-gnu/nvidia\n", "36.3.0", "6.0"),
-    ("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, "
-     "DATE: Wed Jan  8 01:49:37 UTC 2025\n# KERNEL_VARIANT: oot\n", "36.4.3", "6.2"),
-    ("# R38 (release), REVISION: 2.0, GCID: 41844464, BOARD: generic, EABI: aarch64, "
-     "DATE: Fri Aug 22 00:55:42 UTC 2025\n", "38.2.0", "7.0"),
+# Recorded /etc/nv_tegra_release: JetPack 4.6.1 (L4T 32.7.1), 5.1.x (L4T 35.3.1), and the TK1's L4T R21.8.
+RELEASES = [
+    "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref, EABI: aarch64, "
+    "DATE: Sat Feb 19 17:05:08 UTC 2022\n",
+    "# R35 (release), REVISION: 3.1, GCID: 32827747, BOARD: t186ref, EABI: aarch64, "
+    "DATE: Sun Mar 19 15:19:21 UTC 2023\n"
+    "# KERNEL_VARIANT: oot\nTARGET_USERSPACE_LIB_DIR=nvidia\n",
+    "# R21 (release), REVISION: 8.0, GCID: 12345678, BOARD: ardbeg, EABI: hard, DATE: Thu Feb 16 00:00:00 UTC 2017\n",
 ]
 
 
-@pytest.mark.parametrize("text, l4t, jetpack", RELEASES)
-def test_parse_l4t_release_and_jetpack(text: str, l4t: str, jetpack: str) -> None:
-    assert check_env.parse_l4t_release(text) == l4t
-    assert check_env.jetpack_for_l4t(l4t) == jetpack
-
-
-@pytest.mark.parametrize("text", [
-    "", "garbage", "R35 REVISION 3.1", "# R35 (release), REVISION: x.y, GCID: 1",
-    "\x00\xff\xfe", "REVISION: 3.1", None, 42, b"# R35 (release), REVISION: 3.1",
+@pytest.mark.parametrize("l4t, min_python, blocked_because", [
+    ("21.8.0", (3, 8), "TK1"),
+    ("28.2.1", (3, 8), "too old"),
+    ("32.7.1", (3, 8), "Python 3.6"),
+    ("35.3.1", (3, 8), None),
+    ("36.4.3", (3, 8), None),
+    ("38.2.0", (3, 8), None),
+    ("nonsense", (3, 8), None),
+    ("32", (3, 8), "Python 3.6"),
+    # once edge runs on Python 3.6 (setup.py's python_requires), JetPack 4.6 is no longer blocked, older 4.x is
+    ("32.7.1", (3, 6), None),
+    ("32.6.1", (3, 6), None),
+    ("32.5.1", (3, 6), "R32.5 predates JetPack 4.6"),
+    ("21.8.0", (3, 6), "TK1"),
 ])
-def test_parse_l4t_release_garbled_is_none(text: Any) -> None:
-    assert check_env.parse_l4t_release(text) is None
-
-
-@pytest.mark.parametrize("l4t, jetpack", [
-    ("32.6.1", "4.6"),
-    ("32.7.6", "4.6.6"),
-    ("32.7.9", "4.6.x"),
-    ("34.1.1", "5.0 (developer preview)"),
-    ("35.1.0", "5.0.2"),
-    ("35.2.1", "5.1.x"),
-    ("35.5.0", "5.1.x"),
-    ("35.6.4", "5.1.x"),
-    ("36.4.0", "6.1"),
-    ("36.4.4", "6.2.1"),
-    ("36.4.9", "6.1/6.2"),
-    ("36.5.0", "6.2.2"),
-    ("38.4.0", "7.1"),
-    ("38.9", "7.0/7.1"),
-    ("39.2.0", "7.2"),
-    ("21.8", None),
-    ("36.10.0", None),
-    ("99.1.0", None),
-    ("", None),
-    ("abc", None),
-    ("35.x", None),
-    (None, None),
-    (35, None),
-])
-def test_jetpack_for_l4t(l4t: Any, jetpack: Optional[str]) -> None:
-    assert check_env.jetpack_for_l4t(l4t) == jetpack
-
-
-@pytest.mark.parametrize("l4t, blocked_because", [
-    ("21.8.0", "TK1"),
-    ("28.2.1", "too old"),
-    ("32.7.1", "Python 3.6"),
-    ("35.3.1", None),
-    ("36.4.3", None),
-    ("38.2.0", None),
-    ("nonsense", None),
-])
-def test_l4t_blocker(l4t: str, blocked_because: Optional[str]) -> None:
-    reason = check_env.l4t_blocker(l4t)
+def test_l4t_blocker(l4t: str, min_python: Tuple[int, int], blocked_because: Optional[str]) -> None:
+    reason = check_env.l4t_blocker(l4t, min_python)
     if blocked_because is None:
         assert reason is None
     else:
         assert reason is not None and blocked_because in reason
-
-
-@pytest.mark.parametrize("text, name, mode_id", [
-    ("NV Power Mode: MAXN\n0", "MAXN", 0),
-    ("NV Power Mode: 15W\n2", "15W", 2),
-    ("NV Power Mode: MAXN\n0\n", "MAXN", 0),
-    ("NVPM WARN: fan mode is not set!\nNV Power Mode: MAXN_SUPER\n2\n", "MAXN_SUPER", 2),
-    ("NV Power Mode: 7W", "7W", None),
-])
-def test_parse_nvpmodel(text: str, name: str, mode_id: Optional[int]) -> None:
-    assert check_env.parse_nvpmodel(text) == (name, mode_id)
-
-
-@pytest.mark.parametrize("text", ["", "nvpmodel: command failed", "Power Mode MAXN", "NV Power Mode:", None, 3])
-def test_parse_nvpmodel_garbled_is_none(text: Any) -> None:
-    assert check_env.parse_nvpmodel(text) is None
-
-
-@pytest.mark.parametrize("raw, model", [
-    (b"NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super\x00",
-     "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super"),
-    (b"NVIDIA Jetson Nano Developer Kit\x00", "NVIDIA Jetson Nano Developer Kit"),
-    ("Jetson-AGX\x00", "Jetson-AGX"),
-    (b"\x00", None),
-    (None, None),
-])
-def test_parse_device_model(raw: Any, model: Optional[str]) -> None:
-    assert check_env.parse_device_model(raw) == model
 
 
 @pytest.mark.parametrize("cfg, expected", [
@@ -147,12 +80,22 @@ def test_venv_includes_system_site(cfg: Any, expected: Optional[bool]) -> None:
     assert check_env.venv_includes_system_site(cfg) is expected
 
 
-@pytest.mark.parametrize("version, level", [((3, 6, 9), "FAIL"), ((3, 7, 17), "FAIL"), ((3, 8, 10), "ok"),
-                                            ((3, 12, 3), "ok")])
-def test_python_finding(version: Tuple[int, int, int], level: str) -> None:
-    finding = check_env.python_finding(version)
+@pytest.mark.parametrize("version, min_python, level", [
+    ((3, 6, 9), (3, 8), "FAIL"), ((3, 7, 17), (3, 8), "FAIL"), ((3, 8, 10), (3, 8), "ok"), ((3, 12, 3), (3, 8), "ok"),
+    ((3, 6, 9), (3, 6), "ok"), ((3, 5, 2), (3, 6), "FAIL"),
+])
+def test_python_finding(version: Tuple[int, int, int], min_python: Tuple[int, int], level: str) -> None:
+    finding = check_env.python_finding(version, min_python)
     assert finding.level == level
     assert (finding.fix != "") == (level == "FAIL")
+
+
+def test_the_python_floor_is_setup_pys() -> None:
+    setup = (ROOT / "setup.py").read_text(encoding="utf-8")
+    assert check_env.MIN_PYTHON == launcher.edge_min_python() == launcher.required_python(setup)
+    assert launcher.required_python('python_requires=">=3.6",') == (3, 6)
+    assert launcher.required_python("python_requires = '>= 3.10'") == (3, 10)
+    assert launcher.required_python("setup(name='x')") is None
 
 
 PIP_CV = [("opencv-python", "4.10.0.84")]
@@ -196,7 +139,7 @@ def test_main_on_this_machine_says_not_a_jetson(capsys: pytest.CaptureFixture[st
 def test_main_with_a_recorded_jetson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     release = tmp_path / "nv_tegra_release"
-    release.write_text(RELEASES[1][0])
+    release.write_text(RELEASES[1])
     model = tmp_path / "model"
     model.write_bytes(b"NVIDIA Jetson Xavier NX Developer Kit\x00")
     monkeypatch.setattr(check_env, "NV_TEGRA_RELEASE", str(release))
@@ -210,7 +153,7 @@ def test_main_with_a_recorded_jetson(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_jetpack4_board_is_blocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     release = tmp_path / "nv_tegra_release"
-    release.write_text(RELEASES[0][0])
+    release.write_text(RELEASES[0])
     monkeypatch.setattr(check_env, "NV_TEGRA_RELEASE", str(release))
     findings = check_env.collect()
     code, closing = check_env.verdict(findings)
@@ -219,7 +162,7 @@ def test_jetpack4_board_is_blocked(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_old_python_is_blocked_before_importing_edge() -> None:
-    findings = check_env.collect(version_info=(3, 6, 9))
+    findings = check_env.collect(version_info=(3, 5, 9))
     assert check_env.verdict(findings)[0] == 1
     assert {f.topic for f in findings} <= {"python", "board", "l4t"}
 
@@ -232,9 +175,10 @@ def test_runs_as_a_script() -> None:
     assert "result: edge" in done.stdout
 
 
-def test_top_level_imports_are_stdlib_only() -> None:
-    stdlib = {"argparse", "os", "platform", "re", "shutil", "subprocess", "sys", "typing", "importlib"}
-    tree = ast.parse(SCRIPT.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("path", [SCRIPT, CHECKS])
+def test_top_level_imports_are_stdlib_only(path: Path) -> None:
+    stdlib = {"argparse", "os", "platform", "re", "shutil", "subprocess", "sys", "typing", "importlib", "__future__"}
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Import):
             names = [alias.name.split(".")[0] for alias in node.names]
@@ -243,3 +187,71 @@ def test_top_level_imports_are_stdlib_only() -> None:
         else:
             continue
         assert set(names) <= stdlib, f"line {node.lineno} imports {names} at the top"
+
+
+# ---------------------------------------------------------------------------------------------
+# The launcher: Python 2.7 and 3.4 get advice, not a SyntaxError
+# ---------------------------------------------------------------------------------------------
+
+ADVICE = [
+    # (Python, /etc/nv_tegra_release, machine, edge's floor) -> words the FAIL line must hold
+    ((2, 7, 18), None, "x86_64", (3, 8), ["Python 2.7.18 is Python 2", "Fix: run it with Python 3: python3"]),
+    ((2, 7, 12), RELEASES[0], "aarch64", (3, 6), ["is Python 2", "need Python 3.6 or newer", "python3 jetson"]),
+    ((3, 4, 3), RELEASES[2], "armv7l", (3, 8), ["Python 3.4.3 is below 3.8", "Jetson TK1 line (L4T R21",
+                                                "python3-opencv python3-onnx", "pip install --no-deps ."]),
+    ((3, 4, 2), None, "armv7l", (3, 6), ["32-bit ARM board (armv7l)", "Debian 12 has Python 3.11"]),
+    ((3, 5, 2), "# R28 (release), REVISION: 2.1, GCID: 1, BOARD: t186ref, EABI: aarch64\n", "aarch64", (3, 8),
+     ["L4T R28 (JetPack 3.x or older) ships Python 3.5", "JetPack 5.1 or newer"]),
+    ((3, 5, 2), "# R28 (release), REVISION: 2.1, GCID: 1, BOARD: t186ref, EABI: aarch64\n", "aarch64", (3, 6),
+     ["reflash with JetPack 4.6 (TX1, TX2, Nano: Python 3.6)"]),
+    ((3, 5, 3), None, "x86_64", (3, 6), ["Python 3.5.3 is below 3.6", "install Python 3.6 or newer"]),
+]
+
+
+@pytest.mark.parametrize("version, release, machine, min_python, words", ADVICE)
+def test_advice_for_a_python_too_old_to_run_the_checks(version, release, machine, min_python, words) -> None:
+    lines, closing = launcher.advice(version, release, machine, min_python)
+    assert len(lines) == 1 and lines[0].startswith("[FAIL] python") and "Fix: " in lines[0]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert closing.startswith("result: edge cannot run here: python: ")
+
+
+@pytest.mark.parametrize("minor", [4, 5])
+def test_launcher_parses_with_python_34_and_35_grammar(minor: int) -> None:
+    ast.parse(SCRIPT.read_text(encoding="utf-8"), feature_version=(3, minor))
+    with pytest.raises(SyntaxError):  # the checks themselves need 3.6: that is why the launcher exists
+        ast.parse(CHECKS.read_text(encoding="utf-8"), feature_version=(3, minor))
+
+
+@pytest.mark.skipif(not PYTHON27.exists(), reason="needs pyenv's Python 2.7.18")
+def test_launcher_on_a_real_python27() -> None:
+    done = subprocess.run([str(PYTHON27), str(SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=60)  # noqa: UP021 - keep 3.6 spelling
+    assert done.returncode == 1, done.stdout
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "edge environment check" and len(lines) == 3, done.stdout
+    assert "Python 2.7.18 is Python 2" in lines[1] and "python3 jetson/check_env.py" in lines[1]
+    assert lines[2].startswith("result: edge cannot run here: python:")
+    # the TK1's advice, computed by Python 2.7 itself
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import check_env; "
+            "print(check_env.advice((3, 4, 3), sys.argv[2], 'armv7l', (3, 8))[0][0])")
+    done = subprocess.run([str(PYTHON27), "-c", code, str(SCRIPT.parent), RELEASES[2]], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)  # noqa: UP021
+    assert done.returncode == 0 and "Jetson TK1 line (L4T R21" in done.stdout, done.stdout
+
+
+@pytest.mark.skipif(not PYTHON36.exists(), reason="needs pyenv's Python 3.6.15")
+def test_launcher_runs_the_checks_on_a_real_python36() -> None:
+    """Python 3.6 (JetPack 4.6) gets the full report: the checks and edge/board.py parse and run there."""
+    done = subprocess.run([str(PYTHON36), str(SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=120)  # noqa: UP021
+    assert "Traceback" not in done.stdout and "SyntaxError" not in done.stdout, done.stdout
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "edge environment check"
+    python = [line for line in lines if line.split()[1:2] == ["python"]]
+    expected = "ok" if check_env.MIN_PYTHON <= (3, 6) else "FAIL"
+    assert len(python) == 1 and python[0].startswith(f"[{expected}]") and "3.6.15" in python[0], done.stdout
+    assert any(line.split()[1:2] == ["board"] for line in lines)
+    assert done.returncode == (1 if expected == "FAIL" else done.returncode) and done.returncode in (0, 1)
+    assert lines[-1].startswith("result: edge can run here" if done.returncode == 0 else "result: edge cannot run here")

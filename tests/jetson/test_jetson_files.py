@@ -7,6 +7,7 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -69,12 +70,20 @@ def test_service_runs_the_camera_app_headless() -> None:
 
 def test_service_restarts_on_failure_as_a_dedicated_user() -> None:
     from edge.camera import main
+    from edge.console import stop_exit_code
+    from edge.sources.base import EXIT_SOURCE_LOST
 
     service = _unit()["Service"]
     assert service["Restart"] == "on-failure"
     assert service.get("User") not in (None, "", "root")
-    # the app exits 130 on SIGTERM; the unit must count that as a clean stop
-    assert "130" in (main.__doc__ or "") and "130" in service["SuccessExitStatus"].split()
+    # a clean stop (systemctl stop: SIGTERM, or SIGINT) must count as a success, not as a failure
+    clean = service["SuccessExitStatus"].split()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        assert str(stop_exit_code(signum)) in clean and str(stop_exit_code(signum)) in (main.__doc__ or "")
+    assert stop_exit_code(signal.SIGTERM) == 143
+    # a source lost for good must be a failure, so Restart=on-failure restarts the app
+    assert EXIT_SOURCE_LOST != 0 and str(EXIT_SOURCE_LOST) not in clean
+    assert f"{EXIT_SOURCE_LOST} source lost" in (main.__doc__ or "")
     assert "WantedBy" in _unit()["Install"]
 
 

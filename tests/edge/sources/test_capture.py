@@ -14,7 +14,7 @@ from edge.cv import has_gstreamer, require_cv2
 from edge.errors import EdgeError
 from edge.sources import open_source
 from edge.sources.capture import LiveCaptureSource, VideoFileSource
-from edge.sources.uri import is_jetson
+from edge.sources.uri import finite_pipeline, is_jetson
 
 cv2 = require_cv2("the capture tests")
 
@@ -220,6 +220,7 @@ def test_live_source_reconnects_then_ends(script, reconnect: int, values, reason
         assert source.live
         assert drain(source, opener) == values
         assert source.ended_reason == reason
+        assert source.lost  # gone for good: the camera app exits 3 on this
         assert source.dropped == 0
     assert len(opener.opened) == opens
     assert all(camera.released for camera in opener.opened)
@@ -298,15 +299,86 @@ def test_rtsp_without_gstreamer_uses_ffmpeg_and_hides_the_password() -> None:
     assert "secret" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("pipeline", "finite"),
+    [
+        ("videotestsrc num-buffers=30 ! videoconvert ! appsink", "videotestsrc num-buffers=30"),
+        ("videotestsrc is-live=true num-buffers=1 ! videoconvert ! appsink", "videotestsrc num-buffers=1"),
+        ("nvarguscamerasrc sensor-id=0 num-buffers=300 ! nvvidconv ! appsink", "nvarguscamerasrc num-buffers=300"),
+        ("filesrc location=clip.mp4 ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! appsink", "filesrc"),
+        ("multifilesrc location=img_%05d.jpg ! jpegdec ! videoconvert ! appsink", "multifilesrc"),
+        ("uridecodebin uri=file:///tmp/clip.mp4 ! videoconvert ! appsink", "uridecodebin uri=file:"),
+        ("videotestsrc ! videoconvert ! appsink", None),
+        ("videotestsrc num-buffers=-1 ! videoconvert ! appsink", None),
+        ("videotestsrc num-buffers=0 ! videoconvert ! appsink", None),
+        ("multifilesrc location=img_%05d.jpg loop=true ! jpegdec ! videoconvert ! appsink", None),
+        ("v4l2src device=/dev/video0 ! videoconvert ! appsink", None),
+        ('rtspsrc location="rtsp://cam/live" ! rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! appsink', None),
+        ("uridecodebin uri=rtsp://cam/live ! videoconvert ! appsink", None),
+    ],
+)
+def test_finite_pipelines_are_told_from_live_ones(pipeline: str, finite: Optional[str]) -> None:
+    assert finite_pipeline(pipeline) == finite
+
+
+GST_FINITE = "gst://videotestsrc num-buffers=3 ! videoconvert ! appsink"
+GST_LIVE = "gst://videotestsrc ! videoconvert ! appsink"
+
+
+@pytest.mark.parametrize(
+    ("uri", "script", "values", "reason", "lost", "opens"),
+    [
+        # a finite pipeline ends at its end of stream: never reopened (it would replay forever)
+        (GST_FINITE, [3, 3, 3], [0, 1, 2], "end of stream", False, 1),
+        (GST_FINITE + "?reconnect=5", [3, 3], [0, 1, 2], "end of stream", False, 1),
+        (GST_LIVE + "?finite=1", [2, 2], [0, 1], "end of stream", False, 1),
+        # a live one is reopened; when reopening fails, it is lost for good
+        (GST_LIVE + "?reconnect=1", [2, 2, None], [0, 1, 2, 3], "stream lost after 1 reconnect attempts", True, 3),
+        (GST_FINITE + "?finite=0&reconnect=1", [3, None], [0, 1, 2], "stream lost after 1 reconnect attempts",
+         True, 2),
+    ],
+)
+def test_gst_pipeline_ends_at_end_of_stream_or_reconnects(uri, script, values, reason, lost, opens) -> None:
+    opener = FakeOpener(script)
+    with open_source(uri, opener=opener) as source:
+        source._backoff_s = (0.001, 0.004)
+        assert drain(source, opener) == values
+        assert (source.ended_reason, source.lost) == (reason, lost)
+    assert len(opener.opened) == opens
+    assert all(camera.released for camera in opener.opened)
+
+
 @pytest.mark.skipif(not has_gstreamer(), reason="this OpenCV has no GStreamer (pip's opencv-python)")
-def test_gst_pipeline_runs_for_real() -> None:
+def test_gst_pipeline_runs_for_real_and_ends_at_end_of_stream() -> None:
     uri = "gst://videotestsrc num-buffers=30 ! videoconvert ! video/x-raw,format=BGR ! appsink"
-    with open_source(uri, reconnect=0) as source:
-        frames = list(source)
-        assert source.ended_reason == "stream lost (reconnect=0)"
-    assert 1 <= len(frames) <= 30
+    frames = []
+    with open_source(uri) as source:
+        for frame in source:
+            frames.append(frame)
+            if len(frames) > 90:  # reopened: the bug this guards against replays the 30 buffers forever
+                break
+        assert (source.ended_reason, source.lost) == ("end of stream", False)
+    assert 1 <= len(frames) <= 30 and len(frames) + source.dropped == 30
     assert frames[0].image.shape == (240, 320, 3)
     assert [frame.index for frame in frames] == list(range(len(frames)))
+
+
+@pytest.mark.skipif(not has_gstreamer(), reason="this OpenCV has no GStreamer (pip's opencv-python)")
+def test_live_gst_pipeline_that_fails_to_reopen_is_lost_for_real() -> None:
+    """A pipeline whose device is gone: no frames, every reopen fails, the source is lost (not ended)."""
+    opens = []
+
+    def opener():
+        opens.append(1)
+        if len(opens) == 1:  # the first open: a real pipeline that delivers 5 frames, then fails
+            return cv2.VideoCapture("videotestsrc num-buffers=5 ! videoconvert ! appsink", cv2.CAP_GSTREAMER)
+        return cv2.VideoCapture("v4l2src device=/dev/edge-no-such-camera ! videoconvert ! appsink",
+                                cv2.CAP_GSTREAMER)
+
+    with LiveCaptureSource("gst://test", opener, reconnect=2, backoff_s=(0.001, 0.004), lost_what="stream") as source:
+        frames = list(source)
+        assert (source.ended_reason, source.lost) == ("stream lost after 2 reconnect attempts", True)
+    assert 1 <= len(frames) <= 5 and len(opens) == 3
 
 
 def test_the_camera_app_reports_skipped_frames(tmp_path):
