@@ -19,7 +19,7 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.8",
+    python_requires=">=3.6",  # the runtime; export/ (edge-export) needs 3.8 and says so
     # The folders keep the names the design card gives them (export/, benchmarks/: `python -m export`
     # in a checkout), but are installed under names that belong to edge, so that no other project's
     # module called "export" or "benchmarks" collides with them in site-packages. Code inside them
@@ -45,9 +45,9 @@ setup(
     # gets OpenCV from JetPack (sudo apt install nvidia-opencv) in a venv made with
     # --system-site-packages. PyYAML is a runtime dependency: edge.config reads YAML edge configs
     # (--config), and it is a small wheel that shadows nothing.
-    install_requires=["numpy>=1.19", "onnx>=1.12", "pyyaml>=5.1"],
+    install_requires=["numpy>=1.19", "onnx>=1.11", "pyyaml>=5.1", 'dataclasses; python_version < "3.7"'],
     extras_require={
-        "cpu": ["onnxruntime>=1.12", "opencv-python>=4.5"],
+        "cpu": ["onnxruntime>=1.10", "opencv-python>=4.1"],
         # For x86_64 / SBSA machines with an NVIDIA GPU; no OpenCV here (take it from 'cpu' on a PC,
         # from JetPack on a board). TensorRT is NOT listed: `pip install tensorrt` (and tensorrt-cu12)
         # on PyPI is a source stub that fetches the real wheels from NVIDIA's own package index at build
@@ -78,6 +78,8 @@ setup(
     },
     classifiers=[
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.6",
+        "Programming Language :: Python :: 3.7",
         "Programming Language :: Python :: 3.8",
         "Operating System :: POSIX :: Linux",
         "Topic :: Scientific/Engineering :: Image Recognition",

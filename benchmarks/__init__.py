@@ -1,7 +1,5 @@
 """Latency benchmarks for edge: the same stages the camera app runs, timed against CPU baselines."""
 
-from __future__ import annotations
-
 
 def help_text(doc: str) -> str:
     """A module docstring's first paragraph as ``--help`` prints it: RST literals (````x````) as plain ``x``."""

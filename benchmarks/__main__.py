@@ -12,8 +12,6 @@ run here); 1 when any row failed (the results are still written; --keep-going ex
 user error (unknown model name, bad flag, missing --model file).
 """
 
-from __future__ import annotations
-
 import argparse
 import datetime
 import shlex

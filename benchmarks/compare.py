@@ -17,8 +17,6 @@ intervals are ±0.1-0.3 %), so a change must also exceed a noise floor (``--min-
 noise floor".
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 from pathlib import Path

@@ -10,8 +10,6 @@
    1 / (p50 of its slowest stage), peak resident memory, and spawn-to-first-result time.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os

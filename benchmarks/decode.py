@@ -14,8 +14,6 @@ default) and how many boxes NMS keeps, since that is what the time depends on:
 and the boxes decoder on an end-to-end (1, 300, 6) head (YOLOv10, YOLO26, Ultralytics nms=True).
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import sys

@@ -18,8 +18,6 @@ The model must carry a ``yolo`` decoder with an anchor-free (1, 4+nc, N) head (t
 ``digit_detector``, or any Ultralytics YOLOv8 / YOLO11 export).
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import sys

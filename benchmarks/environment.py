@@ -11,8 +11,6 @@ clock lock from ``jetson_clocks --show`` (which needs root) or else from the GPU
 min/cur/max frequencies, and temperatures from ``/sys/class/thermal``.
 """
 
-from __future__ import annotations
-
 import importlib
 import importlib.util
 import json

@@ -13,8 +13,6 @@ Prints a Markdown table, writes JSON to --output, else $OUT/gpu_check.json, else
 Exits 1 when any check or comparison fails; with no GPU it says "no GPU: nothing to check" and exits 0.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os
@@ -257,15 +255,17 @@ def markdown(layers: List[Dict[str, Any]]) -> str:
 
 
 def environment() -> Dict[str, Any]:
-    from importlib import metadata
+    if __package__:
+        from .environment import dist_version
+    else:
+        from benchmarks.environment import dist_version
 
     versions = {}
     for package in ("numpy", "opencv-python", "cuda-python", "cuda-bindings", "pycuda", "cupy-cuda12x",
                     "cupy-cuda13x", "torch", "nvidia-cuda-nvrtc"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
+        version = dist_version(package)
+        if version is not None:
+            versions[package] = version
     return {"python": platform.python_version(), "machine": platform.machine(), "packages": versions}
 
 

@@ -4,8 +4,6 @@ matplotlib is optional: it is imported only here, inside ``write_plots``, and dr
 directly (no pyplot, so no global backend is switched for the caller).
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 

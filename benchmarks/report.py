@@ -4,8 +4,6 @@
 results and the schema cannot drift apart; the tests check the same files with the full ``jsonschema``.
 """
 
-from __future__ import annotations
-
 import csv as _csv
 import io
 import json

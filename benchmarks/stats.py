@@ -8,8 +8,6 @@ This is the benchmarks' one summariser: ``summarize`` (the results' full ``stats
 ``percentiles``.
 """
 
-from __future__ import annotations
-
 import math
 import time
 from dataclasses import dataclass, field

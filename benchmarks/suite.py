@@ -9,8 +9,6 @@ baseline measured in the same run (``stats.ratio_ci`` on the inference samples),
 face model the camera loop's FPS on ``demo://``.
 """
 
-from __future__ import annotations
-
 import datetime
 import json
 import os

@@ -15,8 +15,6 @@ raises: what a line lacks is None. The formats differ by release:
 the binary exists) and turns the input power it saw into the row's ``power`` entry.
 """
 
-from __future__ import annotations
-
 import re
 import shutil
 import subprocess

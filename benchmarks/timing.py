@@ -1,8 +1,6 @@
 """Small, honest timing helpers: warm-up and interleaved A/B samples in microseconds (summarise them with
 :func:`benchmarks.stats.brief`)."""
 
-from __future__ import annotations
-
 import time
 from typing import Callable, List, Sequence
 

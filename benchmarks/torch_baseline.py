@@ -10,8 +10,6 @@ rows are skipped with :func:`unavailable_reason`'s answer.
 others), so its numbers compare like for like; it is not registered in ``edge.backends``.
 """
 
-from __future__ import annotations
-
 import importlib.util
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple

@@ -12,8 +12,6 @@ untracked while in view, and was tracked again. ``matched_fraction`` is the shar
 The scoring (:func:`score_tracking`) takes plain arrays and is reused by the tests.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import sys

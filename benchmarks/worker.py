@@ -18,8 +18,6 @@ seconds, warmup, warmup_s, seed, tegrastats_ms. Anything printed by libraries go
 worker moves fd 1 to fd 2 while it runs, so stdout carries only the result.
 """
 
-from __future__ import annotations
-
 import json
 import math
 import os

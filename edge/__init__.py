@@ -10,8 +10,6 @@ Attributes are imported on first use, so ``import edge`` stays cheap and needs o
 (on Python 3.6, which has no module ``__getattr__``, they are imported with the package).
 """
 
-from __future__ import annotations
-
 import importlib
 import sys
 from typing import Any

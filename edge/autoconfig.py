@@ -36,8 +36,6 @@ Literal metadata is parsed with :func:`ast.literal_eval` (no code runs). The der
 lowest layer: an embedded edge config replaces it, and sidecars, ``--config`` and flags override it.
 """
 
-from __future__ import annotations
-
 import ast
 import copy
 from typing import Any, Collection, Dict, List, Optional

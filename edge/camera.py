@@ -9,8 +9,6 @@ it; Ctrl-C or SIGTERM stops cleanly with a summary at any moment, from the first
 the last, and exits 130 (SIGINT) or 143 (SIGTERM).
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 import signal

@@ -16,8 +16,6 @@ camera pipeline times it the same way; the second stage runs inside ``decode`` a
 in ``last_timings_ms["second_stage"]``.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import math
 import time

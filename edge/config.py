@@ -5,8 +5,6 @@ JSON, so that ``python -m edge.camera --model any.onnx`` needs no further flags.
 names the field, what was expected and what was found.
 """
 
-from __future__ import annotations
-
 import copy
 import json
 from dataclasses import dataclass

@@ -7,8 +7,6 @@ Kept apart from :mod:`edge.camera` (the command line and the run) because both a
 its terminal, not about models, sources or outputs.
 """
 
-from __future__ import annotations
-
 import os
 import signal
 import sys

@@ -7,8 +7,6 @@ what ``pip install '.[cpu]'`` leaves behind on a board once opencv-python is uni
 :func:`numpy_mismatch` turns that into one line with the exact fix for where NumPy 2 was installed.
 """
 
-from __future__ import annotations
-
 import functools
 import os
 import sys

@@ -5,8 +5,6 @@ backend not installed) raises :class:`EdgeError`; the CLI prints its one line an
 non-zero. Bugs are anything else and keep their traceback.
 """
 
-from __future__ import annotations
-
 from typing import Optional
 
 

@@ -9,8 +9,6 @@ the mode the umask gives (0666 & ~umask), like any file the user's shell would c
 ``mkstemp``'s private 0600.
 """
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import os

@@ -5,8 +5,6 @@ The same flag means the same thing everywhere: ``--task``, ``--labels``, ``--pre
 ``None`` means "not given": the model's own edge config (or the default) applies.
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 import sys

@@ -14,8 +14,6 @@ and an embedder, which embeds each detection; a gallery picture in which the det
 is an error naming the file, and where it finds several the largest is the one enrolled.
 """
 
-from __future__ import annotations
-
 import dataclasses
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union

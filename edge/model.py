@@ -5,8 +5,6 @@ by the model's task) in source-frame pixels. The three stages are also exposed o
 (``preprocess``, ``infer``, ``decode``) so that the camera pipeline and the benchmarks can time and overlap them.
 """
 
-from __future__ import annotations
-
 import json
 import time
 from pathlib import Path

@@ -9,8 +9,6 @@ adds the FPS and stage-time panel. Sizes follow the image size.
 For a custom overlay, compose the annotators directly.
 """
 
-from __future__ import annotations
-
 from typing import Any, Dict, Iterable, Optional, Sequence
 
 import numpy as np

@@ -15,8 +15,6 @@ summary's ``outputs`` says how many frames each file really holds. A result beco
 some sink reads it (``needs_record``: JSON lines); every sink gets the result object as ``record.result``.
 """
 
-from __future__ import annotations
-
 import queue
 import threading
 import time

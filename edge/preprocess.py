@@ -7,8 +7,6 @@ while writing straight into the preallocated NCHW or NHWC buffer. Every call als
 :class:`~edge.transform.Transform` that maps model-input pixels back to the source frame.
 """
 
-from __future__ import annotations
-
 from typing import Any, Tuple
 
 import numpy as np

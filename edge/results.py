@@ -6,8 +6,6 @@ with :meth:`to_json`; masks go out as COCO run-length encodings (:func:`rle_enco
 ``pycocotools.mask.decode`` reads.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 

@@ -6,8 +6,6 @@ for sources, licences and checksums). Regenerate them with::
     python -m edge.samples --regenerate
 """
 
-from __future__ import annotations
-
 import hashlib
 import sys
 from pathlib import Path

@@ -5,8 +5,6 @@ EDGE_CACHE_DIR      where engines, timing caches and calibration caches go (defa
 EDGE_CUDA           preferred CUDA layer: "cuda-python" or "pycuda" (default: whichever imports, cuda-python first)
 """
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import Optional

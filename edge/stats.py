@@ -1,7 +1,5 @@
 """Per-stage timing records for the camera pipeline: cheap to add to, summarised at the end."""
 
-from __future__ import annotations
-
 import sys
 from array import array
 from typing import Dict, Iterable, List, Optional

@@ -5,8 +5,6 @@ small type covers them all: ``x_src = u * scale_x + offset_x``, ``y_src = v * sc
 where (u, v) are pixel coordinates in the model's input image.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Tuple
 

@@ -5,8 +5,6 @@ installs the same files as the package data ``edge/_zoo`` (see setup.py), so the
 model is found wherever edge is installed.
 """
 
-from __future__ import annotations
-
 import json
 from dataclasses import dataclass
 from pathlib import Path

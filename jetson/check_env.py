@@ -24,7 +24,7 @@ REPO = os.path.dirname(JETSON_DIR)
 #: what env_checks.py and edge/board.py need to be parsed at all (f-strings, variable annotations)
 CHECKS_MIN_PYTHON = (3, 6)
 #: edge's floor when setup.py cannot be read (an installed copy of this file without its checkout)
-DEFAULT_MIN_PYTHON = (3, 8)
+DEFAULT_MIN_PYTHON = (3, 6)
 NV_TEGRA_RELEASE = "/etc/nv_tegra_release"
 
 

@@ -1,7 +1,5 @@
 """Shared fixtures: the shipped face model and samples, tiny models, and capability marks."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
@@ -62,8 +60,9 @@ def mount_tmpfs(tmp_path: Path):
             pytest.skip("mounting a tmpfs needs root on Linux")
         folder = tmp_path / name
         folder.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
-                              text=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE,
+                              universal_newlines=True)
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode})")
         mounted.append(folder)

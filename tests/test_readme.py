@@ -1,7 +1,5 @@
 """The README's examples run (STYLE rule 11); .ci/run runs its two shell commands itself."""
 
-from __future__ import annotations
-
 import re
 import subprocess
 import sys
@@ -9,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from old_runtimes import needs_export, opencv_draws_like_4_5
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -22,7 +21,8 @@ def test_readme_has_the_two_commands():
 
 @pytest.mark.parametrize("code", PYTHON_BLOCKS)
 def test_readme_python_example_runs(code, tmp_path):
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    done = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, cwd=tmp_path, timeout=120,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
 
@@ -35,6 +35,7 @@ def test_readme_cli_examples_parse(line):
     build_parser().parse_args(args)
 
 
+@needs_export
 @pytest.mark.parametrize("line", [line for line in README.splitlines()
                                   if line.startswith("edge-export ") and not line.rstrip().endswith("\\")])
 def test_readme_export_examples_parse(line):
@@ -55,6 +56,7 @@ def test_readme_has_a_picture_per_new_task():
         assert f"]({picture})" in README, picture
 
 
+@opencv_draws_like_4_5
 @pytest.mark.parametrize("command", PICTURE_COMMANDS)
 def test_readme_pictures_are_what_their_commands_draw(command, tmp_path):
     """Each committed picture is remade by its command (into a scratch folder) and compared pixel by pixel."""
@@ -65,7 +67,8 @@ def test_readme_pictures_are_what_their_commands_draw(command, tmp_path):
     picture = args[args.index("--output") + 1]
     args[args.index("--output") + 1] = str(tmp_path / "remade.png")
     done = subprocess.run([sys.executable, "-m", "edge.camera", *args, "--backend", "onnxruntime-cpu", "--quiet"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT,
+                          timeout=300,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     committed, remade = cv2.imread(str(ROOT / picture)), cv2.imread(str(tmp_path / "remade.png"))

@@ -5,8 +5,6 @@ channel times a gain, so a pure red, green or blue image is classified as that c
 Run ``python tests/tiny_models.py OUT_DIR`` to write them to disk for a look with Netron.
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Any, Dict, Optional

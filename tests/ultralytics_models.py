@@ -7,8 +7,6 @@ few dozen boxes score above a low threshold: a model with varied boxes, classes 
 Ultralytics is AGPL-3.0: used here only as the reference, never in ``edge``.
 """
 
-from __future__ import annotations
-
 import os
 import shutil
 from pathlib import Path
@@ -157,7 +155,8 @@ def make_fake_ultralytics(path: Path, metadata, output_shape=(1, 7, 16), imgsz: 
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output_shape))],
         [numpy_helper.from_array(weight, "w"),
          numpy_helper.from_array(np.array([batch, rows, cols], np.int64), "shape")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # opset 13: ONNX Runtime 1.10 (the newest for Python 3.6 / JetPack 4.6) reads up to 15
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     for key, value in metadata.items():
         entry = model.metadata_props.add()

@@ -11,8 +11,6 @@ draws Embeddings (gallery identities on boxes). The named skeleton
 topologies (``COCO17``, ``MEDIAPIPE_HAND``) live in :mod:`edge.decoders.skeletons`.
 """
 
-from __future__ import annotations
-
 from edge.annotators.detections import BoxAnnotator, KeypointAnnotator, LabelAnnotator, TrackAnnotator
 from edge.annotators.draw import COLOR_BY, CORNERS, PALETTE_BGR, color_for_class
 from edge.annotators.identities import IdentityAnnotator

@@ -5,8 +5,6 @@ image. Colours come from the palette by class id, or by track id when the detect
 tracked (``color_by="auto"``), so one object keeps its colour while it is followed.
 """
 
-from __future__ import annotations
-
 from collections import deque
 from typing import Deque, Dict, List, Optional, Sequence, Tuple
 

@@ -4,8 +4,6 @@ Sizes (line thickness, text scale) follow the image size so that a 320x240 test 
 1920x1080 camera frame both read well.
 """
 
-from __future__ import annotations
-
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np

@@ -5,8 +5,6 @@ an ``alice 0.83`` chip per object (``unknown 0.41`` below the match threshold); 
 whole frame, one panel line. ``as_detections`` is the same view as Detections, for custom overlays.
 """
 
-from __future__ import annotations
-
 from typing import List, Optional, Sequence
 
 import numpy as np

@@ -5,8 +5,6 @@ skeleton lines that touch them. Boxes and labels of pose detections are drawn by
 annotators (the overlay composes them).
 """
 
-from __future__ import annotations
-
 from typing import Any, Optional, Sequence
 
 import numpy as np

@@ -6,8 +6,6 @@ Both draw in place on a BGR uint8 image the size of the frame the masks were map
 (the yolo decoder crops them to their boxes).
 """
 
-from __future__ import annotations
-
 from typing import Any, Optional, Sequence
 
 import numpy as np

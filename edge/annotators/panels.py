@@ -1,7 +1,5 @@
 """Text panels: the top-k classes of a Classification, and the app's status line."""
 
-from __future__ import annotations
-
 from typing import Dict, Iterable, Optional
 
 import numpy as np

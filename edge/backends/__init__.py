@@ -5,8 +5,6 @@ line per candidate: chosen, or skipped and why. A backend asked for by name that
 run is an error, never a silent fallback.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 

@@ -5,8 +5,6 @@ backend implements only ``_prepare``, ``_infer`` and ``_close``. Hardware librar
 imported inside those hooks, never at module top.
 """
 
-from __future__ import annotations
-
 import operator
 import os
 import time

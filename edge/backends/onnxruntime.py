@@ -6,8 +6,6 @@ load is dropped at session creation with only a log warning. So every backend he
 provider that did not load is an error, never a silent CPU run.
 """
 
-from __future__ import annotations
-
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np

@@ -1,7 +1,5 @@
 """OpenCV DNN backend: the lightest CPU fallback, and the only one on boards without ONNX Runtime."""
 
-from __future__ import annotations
-
 from typing import Dict, Optional
 
 import numpy as np

@@ -12,8 +12,6 @@ written to stderr by other threads at that moment lands in the log file (and is 
 minus ONNX Runtime's own lines, afterwards).
 """
 
-from __future__ import annotations
-
 import os
 import re
 import sys

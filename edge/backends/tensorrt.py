@@ -14,8 +14,6 @@ Options (``backend_options``; keys other backends use are ignored):
   report         callable for progress lines (default: print); force: rebuild even on a cache hit
 """
 
-from __future__ import annotations
-
 import hashlib
 import weakref
 from pathlib import Path

@@ -7,8 +7,6 @@ work in ``with layer.activate():`` -- one thread at a time. PyCUDA's ``close()``
 thread that created the layer.
 """
 
-from __future__ import annotations
-
 import functools
 from typing import Any, Dict, List, Optional, Tuple
 

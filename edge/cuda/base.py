@@ -14,8 +14,6 @@ Contract (every implementation, every method):
 - ``close()`` frees everything the layer allocated and releases its context; idempotent.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Any, ContextManager, Optional, Tuple
 

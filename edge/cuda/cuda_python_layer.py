@@ -8,8 +8,6 @@ works inside ``activate()`` on thread B. Every call's status is checked; a failu
 allocated and may run on any thread; the primary context stays (other libraries share it).
 """
 
-from __future__ import annotations
-
 import contextlib
 import ctypes
 from typing import Any, Callable, Iterator, List, Optional, Tuple

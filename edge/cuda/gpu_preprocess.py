@@ -15,8 +15,6 @@ whose rounding differs; float16 adds the CPU path's own rounding ``(255 * |gain_
 uint8: 1 level. ``tolerance()`` computes it; ``tests/gpu/test_gpu_reference.py`` checks it.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 

@@ -13,8 +13,6 @@ Compilation: NVRTC (``cuda.bindings.nvrtc``) to a CUBIN for the device (or PTX f
 architecture NVRTC knows), else ``nvcc -cubin``; PyCUDA uses ``pycuda.compiler.SourceModule``.
 """
 
-from __future__ import annotations
-
 import ctypes
 import functools
 import os

@@ -8,8 +8,6 @@ layer created on thread A works inside ``activate()`` on thread B (brief §2.2, 
 another thread (brief §2.3), so this layer raises instead of leaking.
 """
 
-from __future__ import annotations
-
 import contextlib
 import threading
 from typing import Any, Iterator, List, Optional, Tuple

@@ -6,8 +6,6 @@ names the field, e.g. ``decoder.anchors.strides``) and returns a :class:`Decoder
 the keys of :data:`DECODER_TYPES`.
 """
 
-from __future__ import annotations
-
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from edge.decoders.anchors import ssd_anchors

@@ -1,7 +1,5 @@
 """Score activations shared by the decoders, numerically stable for any finite input."""
 
-from __future__ import annotations
-
 import numpy as np
 
 

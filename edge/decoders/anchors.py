@@ -6,8 +6,6 @@ cells carry the anchors of all those layers (that is how BlazeFace gets 16x16x2 
 Order: layer, then feature-map row (y), then column (x), then anchor within the cell.
 """
 
-from __future__ import annotations
-
 import math
 from typing import List, Sequence, Tuple
 

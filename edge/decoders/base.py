@@ -5,8 +5,6 @@ A decoder is built once from the "decoder" object of the model's edge config, ch
 the model's output shapes (:meth:`Decoder.check_outputs`), then called on every frame.
 """
 
-from __future__ import annotations
-
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np

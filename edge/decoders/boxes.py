@@ -32,8 +32,6 @@ Params (the "decoder" object; defaults in brackets)::
           iou_threshold [0.5], max_detections [300]}
 """
 
-from __future__ import annotations
-
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np

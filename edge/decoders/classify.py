@@ -10,8 +10,6 @@ Params (the "decoder" object; defaults in brackets)::
 The output is (1, C) or (1, C, 1, 1)-like: every dimension after the batch but one must be 1.
 """
 
-from __future__ import annotations
-
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np

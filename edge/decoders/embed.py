@@ -11,8 +11,6 @@ Params (the "decoder" object; defaults in brackets)::
 The output is (1, D) or (1, D, 1, 1)-like: one vector of D >= 2 numbers per image.
 """
 
-from __future__ import annotations
-
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np

@@ -20,8 +20,6 @@ Params (the "decoder" object; defaults in brackets)::
     skeleton: a topology name (coco17, mediapipe_hand) or [[i, j], ...] [none]
 """
 
-from __future__ import annotations
-
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np

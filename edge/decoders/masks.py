@@ -7,8 +7,6 @@ centre to the map: stretch, letterbox (padding lands outside the frame) and cent
 model never saw lands outside the map and becomes 0) are all the same arithmetic.
 """
 
-from __future__ import annotations
-
 from typing import Any, Optional, Tuple
 
 import numpy as np

@@ -8,8 +8,6 @@ when their IoU is strictly greater than ``iou_threshold``. Equal scores keep inp
 deterministic.
 """
 
-from __future__ import annotations
-
 from typing import Any, List, Optional, Tuple
 
 import numpy as np

@@ -4,8 +4,6 @@ A decoder reads its section of the edge config through :class:`ParamReader`, whi
 fields (a misspelt ``score_treshold`` would otherwise be silently ignored and the default used).
 """
 
-from __future__ import annotations
-
 import math
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
@@ -141,7 +139,7 @@ class ParamReader:
             raise self.fail(name, "a list of strings", value)
         return list(value)
 
-    def section(self, name: str, fields: Sequence[str], default: Any = _MISSING) -> ParamReader:
+    def section(self, name: str, fields: Sequence[str], default: Any = _MISSING) -> "ParamReader":
         """A nested object, read with its own field list."""
         value = self._get(name, default, "an object with fields " + ", ".join(fields))
         return ParamReader(value, f"{self.path}.{name}", fields, self.where)

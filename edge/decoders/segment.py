@@ -19,8 +19,6 @@ Params (the "decoder" object; defaults in brackets)::
 ``score_threshold`` (``--threshold``) has no effect on class maps.
 """
 
-from __future__ import annotations
-
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 

@@ -4,8 +4,6 @@ A decoder config names a topology (``"skeleton": "coco17"``) or lists pairs (``[
 ``keypoint_names`` default to the named topology's. Indices are 0-based.
 """
 
-from __future__ import annotations
-
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from edge.decoders.params import ParamReader

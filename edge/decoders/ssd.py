@@ -22,8 +22,6 @@ Params (the "decoder" object; defaults in brackets)::
     nms: {method: "weighted" | "greedy" | "none" ["greedy"], iou_threshold [0.5], max_detections [100]}
 """
 
-from __future__ import annotations
-
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np

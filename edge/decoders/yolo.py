@@ -47,8 +47,6 @@ Params (the "decoder" object; defaults in brackets)::
     masks: {proto_output (required), num_masks [32]} [none]
 """
 
-from __future__ import annotations
-
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np

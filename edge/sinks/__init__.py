@@ -8,8 +8,6 @@ whether to convert results to JSON; the record is a :class:`FrameRecord`, a dict
 object too, for sinks that write it in another form (``mask:`` images).
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from pathlib import Path

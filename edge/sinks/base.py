@@ -1,7 +1,5 @@
 """The sink interface: ``write(frame, annotated, record) -> bool`` and an idempotent ``close()``."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -99,7 +97,7 @@ class Sink:
         """Whether close() has run."""
         return self._closed
 
-    def __enter__(self) -> Sink:  # noqa: PYI034 - typing.Self needs Python 3.11
+    def __enter__(self) -> "Sink":  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -1,7 +1,5 @@
 """File sinks: a video file, or one image file per frame."""
 
-from __future__ import annotations
-
 import math
 import os
 import re

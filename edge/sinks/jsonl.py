@@ -1,7 +1,5 @@
 """JSON lines: one compact JSON object per frame, flushed per line (numpy-safe, NaN as null)."""
 
-from __future__ import annotations
-
 import json
 import math
 import os

@@ -8,8 +8,6 @@ than 256 labels always writes 16 bits, so that one run's files share a depth. Re
 ``cv2.imread(path, cv2.IMREAD_UNCHANGED)``.
 """
 
-from __future__ import annotations
-
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np

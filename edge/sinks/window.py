@@ -1,7 +1,5 @@
 """An OpenCV window, where a display exists; 'q', Esc or closing the window stops the run."""
 
-from __future__ import annotations
-
 import os
 import sys
 from typing import Any, Dict, Optional

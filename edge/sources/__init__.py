@@ -5,8 +5,6 @@
 :class:`~edge.results.Frame` to use in a ``with`` block. URI conventions: :mod:`edge.sources.uri`.
 """
 
-from __future__ import annotations
-
 from typing import Any, Optional, Union
 
 from edge.sources.base import Source

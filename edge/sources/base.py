@@ -5,8 +5,6 @@ A source implements two hooks: ``_grab(timeout_s)`` returns the next image (or N
 stamps them and builds :class:`~edge.results.Frame`; :meth:`Source.close` runs once.
 """
 
-from __future__ import annotations
-
 import time
 from typing import Any, Dict, Iterator, Optional, Tuple, TypeVar
 

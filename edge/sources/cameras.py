@@ -10,8 +10,6 @@ Heuristics (no device is opened):
 Where /sys is missing (macOS, containers without /dev) the list is empty: no exception.
 """
 
-from __future__ import annotations
-
 import glob
 import re
 from dataclasses import dataclass

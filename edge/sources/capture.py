@@ -11,8 +11,6 @@ decides; ``?finite=0|1`` overrides.) The opener is injectable: any callable retu
 VideoCapture-like object.
 """
 
-from __future__ import annotations
-
 import sys
 import threading
 from pathlib import Path

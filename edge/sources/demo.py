@@ -13,8 +13,6 @@ realtime (1 paces frames at fps; default 0 delivers them as fast as they are mad
 the ``digit_detector`` zoo model, see :mod:`edge.sources.demo_digits`).
 """
 
-from __future__ import annotations
-
 import math
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple

@@ -14,8 +14,6 @@ than half hidden by digits drawn over them. Object ids are stable over an object
 ``digit_glyph`` and ``paste_glyph`` are also what ``models/digit_detector`` trains on.
 """
 
-from __future__ import annotations
-
 import functools
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple

@@ -3,8 +3,6 @@
 ``loop`` follows jetson-utils: 0 plays once, N replays N more times, -1 loops forever.
 """
 
-from __future__ import annotations
-
 import re
 from pathlib import Path
 from typing import List, Optional, Union

@@ -7,8 +7,6 @@ such as ``0`` is a V4L2 (USB) camera here, as in OpenCV, where jetson-utils read
 This module also builds the GStreamer pipelines for CSI cameras and RTSP streams.
 """
 
-from __future__ import annotations
-
 import os
 import re
 from dataclasses import dataclass, field

@@ -43,8 +43,6 @@ ExecutionContext.html, Engine.html, BuilderConfig.html) say the same; NVIDIA's 8
     :func:`numpy_dtype`.
 """
 
-from __future__ import annotations
-
 import re
 import warnings
 from dataclasses import dataclass

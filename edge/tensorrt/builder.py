@@ -7,8 +7,6 @@ with the engine inspector and fails when the engine is not in the precision aske
 differences are asked of :mod:`edge.tensorrt.api`; ``tensorrt`` is imported lazily.
 """
 
-from __future__ import annotations
-
 import json
 import re
 import threading

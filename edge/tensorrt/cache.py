@@ -7,8 +7,6 @@ stay plain TensorRT files (``trtexec --loadEngine``); the sidecar is what ``expo
 building one engine. Timing caches (``timing-<trt>-<cc>.cache``) and ``calibration/`` share the root.
 """
 
-from __future__ import annotations
-
 import contextlib
 import datetime
 import hashlib

@@ -7,8 +7,6 @@ the CUDA layer. The calibration cache file is named by :func:`calibration_cache_
 preprocessing and batch size), so a stale cache is never read.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import warnings

@@ -15,8 +15,6 @@ integrated GPU (Jetson) ``zero_copy=True`` uses mapped pinned host memory whose 
 given to TensorRT directly: no copies at all.
 """
 
-from __future__ import annotations
-
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -5,8 +5,6 @@
         tracked = tracker.update(model(frame.image))   # Detections with track_ids
 """
 
-from __future__ import annotations
-
 from edge.tracking.assignment import hungarian, linear_assignment
 from edge.tracking.tracker import Tracker
 

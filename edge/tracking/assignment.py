@@ -5,8 +5,6 @@ pure-NumPy Hungarian algorithm otherwise (JetPack's Python often has no SciPy wh
 minimise the same total cost, so they agree wherever the optimum is unique.
 """
 
-from __future__ import annotations
-
 from typing import Optional, Tuple
 
 import numpy as np

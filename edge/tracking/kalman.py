@@ -5,8 +5,6 @@ pixels, and their velocities per frame), the parametrisation ByteTrack and DeepS
 scales with the box height, so a large near box and a small far one are equally trusted.
 """
 
-from __future__ import annotations
-
 from typing import Tuple
 
 import numpy as np

@@ -8,8 +8,6 @@ track that gets an id once it has been matched ``confirm_frames`` frames in a ro
 first frame at once); a track unmatched for more than ``lost_frames`` frames is dropped.
 """
 
-from __future__ import annotations
-
 from typing import Any, Optional, Tuple
 
 import numpy as np

@@ -13,8 +13,6 @@ two never share an image.
 letterbox, area interpolation, pad 114), so training sees what the runtime feeds.
 """
 
-from __future__ import annotations
-
 from typing import List, Tuple
 
 import numpy as np

@@ -10,8 +10,6 @@ precision made monotone (all-point interpolation, as PASCAL VOC 2010+ and COCO's
 AP without the 101-point sampling); mAP is the mean over classes that have ground truth.
 """
 
-from __future__ import annotations
-
 import argparse
 import importlib.util
 import json

@@ -10,8 +10,6 @@ Each grid point predicts its distances to the box's left, top, right and bottom 
 (softplus, in strides) and one logit per class; ``raw()`` returns those for training.
 """
 
-from __future__ import annotations
-
 from typing import List, Tuple
 
 import torch

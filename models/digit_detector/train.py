@@ -13,8 +13,6 @@ always counts); the smaller digit wins a shared point. Losses: quality focal los
 scores (target = IoU of the predicted box, GFL-style) and GIoU on the boxes.
 """
 
-from __future__ import annotations
-
 import argparse
 import importlib.util
 import json
@@ -188,7 +186,8 @@ def export(model, output: Path) -> str:
         command = [sys.executable, "-m", "export", "onnx", f"{HERE / 'model.py'}:build", "--weights", str(weights),
                    "--input-shape", "1,3,192,192", "--input-name", "images", "--output-names", "output0",
                    "--config", str(HERE / "edge_config.json"), "--output", str(output)]
-        done = subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True)
     print(done.stdout, end="")
     return done.stdout
 

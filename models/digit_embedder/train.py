@@ -11,8 +11,6 @@ rank-1 accuracy on digits, the accuracy and false-accept rate at the threshold w
 edge config, and the same figures through the edge runtime (image in, embedding out).
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import math

@@ -10,8 +10,6 @@ frame reaches the model: white ink on black, 0..255, then preprocessed as the ed
 and through the full edge runtime on rendered 64x64 BGR images (image in, class out).
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import subprocess

@@ -3,8 +3,6 @@
 (Named test_bench_compare.py: tests/export/test_compare.py already has the basename.)
 """
 
-from __future__ import annotations
-
 import copy
 import json
 from pathlib import Path

@@ -1,7 +1,5 @@
 """Tests for benchmarks.tracking: the identity-switch metric on hand-made sequences, and its CLI."""
 
-from __future__ import annotations
-
 import json
 
 import numpy as np

@@ -4,8 +4,6 @@ and the memory fields the rows claim (issue 9, item 17; the --help part of item 
 Hermetic: the suite's run is replaced by canned rows, so no worker process starts.
 """
 
-from __future__ import annotations
-
 import importlib
 import json
 import re

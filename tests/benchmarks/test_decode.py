@@ -1,7 +1,5 @@
 """The decode benchmark's rows: shapes, candidate counts and kept boxes (never its timings)."""
 
-from __future__ import annotations
-
 from benchmarks.decode import CASES, decode_rows, report, yolo_head
 
 

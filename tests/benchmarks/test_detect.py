@@ -1,7 +1,5 @@
 """The end-to-end detector benchmark: its three paths must find the same boxes (never its timings)."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

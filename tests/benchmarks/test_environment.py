@@ -1,7 +1,5 @@
 """benchmarks/environment.py: capture on this machine, and on a fake Jetson /sys + /etc tree."""
 
-from __future__ import annotations
-
 import json
 import os
 import shutil

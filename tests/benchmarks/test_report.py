@@ -1,7 +1,5 @@
 """benchmarks.report and benchmarks.plots on the SCHEMA.md example: the table, the CSV, the files written."""
 
-from __future__ import annotations
-
 import copy
 import csv
 import io

@@ -1,7 +1,5 @@
 """edgebench/1: the example in SCHEMA.md validates (jsonschema and report.validate); broken copies fail both."""
 
-from __future__ import annotations
-
 import copy
 import json
 import re

@@ -1,7 +1,5 @@
 """benchmarks.stats on synthetic samples with known answers; no wall-clock assertions."""
 
-from __future__ import annotations
-
 import itertools
 import math
 

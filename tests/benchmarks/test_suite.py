@@ -3,8 +3,6 @@
 No wall-clock assertions: counts, fields, statuses and values only.
 """
 
-from __future__ import annotations
-
 import json
 import subprocess
 import sys
@@ -34,8 +32,9 @@ def digits_spec(**changes):
 
 
 def run_worker_process(spec):
-    done = subprocess.run([sys.executable, "-m", "benchmarks.worker"], input=json.dumps(spec), capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.worker"], input=json.dumps(spec), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE,
+                          universal_newlines=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, done.stdout  # stdout carries the result only
@@ -148,7 +147,8 @@ def quick_run(tmp_path_factory):
     """``python -m benchmarks --quick`` in a subprocess (small counts): (completed process, out folder)."""
     out = tmp_path_factory.mktemp("quick") / "run"
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--count", "20", "--frames", "15",
-                           "--threads", "1", "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                           "--threads", "1", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     return done, out
 

@@ -7,8 +7,6 @@ the timestamp prefix); they were not captured from a board here. Replace them wi
 a board is at hand.
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 

@@ -4,8 +4,6 @@ Tiny ONNX files with Ultralytics' names and metadata run everywhere; the real ex
 YOLO11n by Ultralytics' exporter) run where ultralytics and torch are installed.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import subprocess
@@ -248,7 +246,8 @@ def test_metadata_contradicting_the_head_fails_on_load(tmp_path):
 def run_camera(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("DISPLAY", None)
-    return subprocess.run([sys.executable, "-m", "edge.camera", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "edge.camera", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True,
                           timeout=300, env=env, cwd=ROOT)
 
 

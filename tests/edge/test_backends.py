@@ -1,9 +1,8 @@
 """Backends on real ONNX Runtime and real OpenCV: agreement, selection and input checks."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
+from old_runtimes import opencv_loads_face_model
 
 from edge.backends import AUTO_ORDER, BACKENDS, availability, backend_class, create_backend
 from edge.errors import EdgeError
@@ -19,6 +18,7 @@ def face_input(face_model_path):
         return tensor.copy()
 
 
+@opencv_loads_face_model
 def test_onnxruntime_and_opencv_agree_on_raw_outputs(face_model_path, face_input):
     with create_backend(face_model_path, "onnxruntime-cpu") as ort_backend, \
             create_backend(face_model_path, "opencv") as cv_backend:
@@ -64,7 +64,7 @@ def test_unknown_backend_lists_the_known_ones():
     ({"input": np.zeros((1, 3, 64, 64), np.float32)}, "64, 64"),
     ({"image": np.zeros((1, 3, 128, 128), np.float32)}, "image"),
 ])
-@pytest.mark.parametrize("name", ["onnxruntime-cpu", "opencv"])
+@pytest.mark.parametrize("name", ["onnxruntime-cpu", pytest.param("opencv", marks=opencv_loads_face_model)])
 def test_inputs_are_checked_at_the_boundary(face_model_path, name, feeds, expected):
     with create_backend(face_model_path, name) as backend:
         with pytest.raises(EdgeError, match="inputs do not match") as excinfo:

@@ -1,7 +1,5 @@
 """``python -m edge.camera`` end to end, in a subprocess, as a user runs it."""
 
-from __future__ import annotations
-
 import json
 import os
 import signal
@@ -20,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_camera(*args: str, timeout_s: float = 120, **kwargs) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("DISPLAY", None)
-    return subprocess.run([sys.executable, "-m", "edge.camera", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "edge.camera", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True,
                           timeout=timeout_s, env=env, cwd=kwargs.get("cwd", ROOT))
 
 
@@ -78,7 +77,8 @@ def test_sigint_leaves_a_valid_video_and_prints_the_summary(tmp_path):
     env.pop("DISPLAY", None)
     process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", "demo://?realtime=1",
                                 "--headless", "--output", str(video), "--output", "-", "--quiet"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env,
+                               cwd=ROOT)
     lines = 0
     deadline = time.monotonic() + 60
     while lines < 15 and time.monotonic() < deadline:  # wait for real progress, not for a fixed time
@@ -238,7 +238,7 @@ def test_json_lines_to_a_full_stdout_is_one_line_exit_1(tmp_path):
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-m", "edge.camera", "--source", "demo://", "--headless",
                                "--max-frames", "5", "--output", "-", "--quiet"], stdout=full,
-                              stderr=subprocess.PIPE, text=True, timeout=120, env=env, cwd=ROOT)
+                              stderr=subprocess.PIPE, universal_newlines=True, timeout=120, env=env, cwd=ROOT)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
     assert len([line for line in done.stderr.splitlines() if line.startswith("error:")]) == 1
@@ -252,7 +252,8 @@ def test_a_fifo_nobody_writes_to_still_stops_on_a_signal(tmp_path, signum):
     env.pop("DISPLAY", None)
     process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", str(fifo), "--headless",
                                 "--output", str(tmp_path / "out.jsonl"), "--quiet"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env,
+                               cwd=ROOT)
     time.sleep(3)  # let it reach the blocking open (no progress to wait for: nothing is ever written)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=30)
@@ -267,7 +268,8 @@ def test_a_signal_at_any_moment_of_start_up_stops_the_run(tmp_path, delay_s):
     env.pop("DISPLAY", None)
     process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", "demo://", "--headless",
                                 "--output", str(tmp_path / "out.jsonl"), "--quiet"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env,
+                               cwd=ROOT)
     time.sleep(delay_s)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
@@ -332,7 +334,7 @@ def test_recording_killed_with_sigkill(tmp_path, suffix, survives):
     env.pop("DISPLAY", None)
     process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", "demo://?width=320&height=240",
                                 "--headless", "--output", str(video)], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, universal_newlines=True)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not video.exists() or video.stat().st_size < 200_000):
@@ -363,7 +365,8 @@ def test_segmented_mp4_recording_killed_with_sigkill_loses_at_most_the_last_segm
     pattern = str(tmp_path / "rec_%05d.mp4")
     process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", "demo://?width=320&height=240&fps=20",
                                 "--headless", "--output", str(tmp_path / "rec.mp4"), "--segment-seconds", "0.5"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               universal_newlines=True)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not os.path.exists(pattern % 4):
@@ -445,7 +448,8 @@ def test_sigterm_is_reported_as_sigterm_and_exits_143(tmp_path):
     env.pop("DISPLAY", None)
     process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", "demo://?realtime=1",
                                 "--headless", "--output", str(tmp_path / "out.jsonl"), "--output", "-"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env,
+                               cwd=ROOT)
     lines = 0
     deadline = time.monotonic() + 60
     while lines < 5 and time.monotonic() < deadline:  # wait for real progress, not for a fixed time
@@ -480,7 +484,8 @@ def test_sigterm_during_start_up_is_reported_as_sigterm(tmp_path, delay_s):
     env.pop("DISPLAY", None)
     process = subprocess.Popen([sys.executable, "-m", "edge.camera", "--source", "demo://", "--headless",
                                 "--output", str(tmp_path / "out.jsonl"), "--quiet"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env,
+                               cwd=ROOT)
     time.sleep(delay_s)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)

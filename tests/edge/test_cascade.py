@@ -5,8 +5,6 @@ one landmark, so wherever a crop is cut, and however it is rotated, the landmark
 frame must land on the bright dot drawn there.
 """
 
-from __future__ import annotations
-
 import json
 import math
 from pathlib import Path

@@ -1,7 +1,5 @@
 """Tests for edge.config (and the EdgeError it raises): schema v1 validation, round trips, merge, files."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Any, Dict

@@ -1,8 +1,6 @@
 """edge/cv.py: a cv2 built for NumPy 1.x under NumPy 2 (what undoing ``pip install '.[cpu]'`` on a board leaves)
 is one line with the exact fix; simulated from the ImportError text, and for real with Debian's cv2."""
 
-from __future__ import annotations
-
 import os
 import subprocess
 import sys

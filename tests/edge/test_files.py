@@ -1,7 +1,5 @@
 """edge/files.py: whole-or-nothing writes that only ever replace regular files, with the umask's mode."""
 
-from __future__ import annotations
-
 import errno
 import os
 import socket

@@ -2,8 +2,6 @@
 outputs with known answers), mapping to frame pixels under stretch, letterbox and centre-crop, the skeleton
 annotator, and ``python -m edge.camera`` on a small landmark model built here."""
 
-from __future__ import annotations
-
 import json
 import os
 import subprocess
@@ -338,7 +336,8 @@ def test_camera_run_on_a_landmark_model(tmp_path):
     env.pop("DISPLAY", None)
     done = subprocess.run([sys.executable, "-m", "edge.camera", "--model", str(model), "--source", str(sample),
                            "--headless", "--output", "-", "--output", str(tmp_path / "hand_%05d.jpg")],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120,
+                          env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[0])["result"]
     assert result["task"] == "keypoints" and len(result["instances"]) == 1

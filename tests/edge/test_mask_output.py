@@ -5,8 +5,6 @@ instance heads), each PNG read back with ``cv2.IMREAD_UNCHANGED`` and compared w
 frame's JSON line decoded by pycocotools; the one-line errors of bad uses; the sink and its image on its own.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import subprocess
@@ -127,8 +125,9 @@ def many_instances(path: Path, count: int = 260) -> Path:
 def run_camera(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("DISPLAY", None)
-    return subprocess.run([sys.executable, "-m", "edge.camera", "--headless", *args], capture_output=True,
-                          text=True, timeout=120, env=env, cwd=str(cwd))
+    return subprocess.run([sys.executable, "-m", "edge.camera", "--headless", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120, env=env, cwd=str(cwd))
 
 
 # ------------------------------------------------------------------------------------------- whole runs

@@ -1,7 +1,5 @@
 """The Model API on real models: the shipped face detector and tiny classifiers with known answers."""
 
-from __future__ import annotations
-
 import shutil
 from pathlib import Path
 

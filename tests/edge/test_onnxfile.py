@@ -1,7 +1,5 @@
 """Tests for edge.onnxfile: signatures, embedded configs, atomic writes, canonical bytes, one-line errors."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import List, Tuple

@@ -1,7 +1,5 @@
 """Node placement per execution provider, read from ONNX Runtime's own verbose log."""
 
-from __future__ import annotations
-
 import pytest
 
 from edge.backends import create_backend

@@ -1,11 +1,10 @@
 """Tests for edge.overlay and edge.annotators: what the annotators draw, where, and what they leave alone."""
 
-from __future__ import annotations
-
 from typing import Optional, Tuple
 
 import numpy as np
 import pytest
+from old_runtimes import opencv_draws_like_4_5
 
 from edge.annotators import (
     BoxAnnotator,
@@ -54,7 +53,7 @@ CHIP_MARGIN_PX = 30  # a label chip at the default scale of a 320x240 image is s
         ((100, 100, 200, 180), (300, 20)),  # fully inside, chip above the box
         ((120, 0, 220, 90), (20, 200)),  # at the top edge: chip goes inside the box
         ((-60, -40, 80, 70), (250, 200)),  # partly outside top-left
-        ((250, 180, 400, 300), (30, 30)),  # partly outside bottom-right
+        pytest.param((250, 180, 400, 300), (30, 30), marks=opencv_draws_like_4_5),  # partly outside bottom-right
         ((-1e12, -1e12, 1e12, 50), (160, 200)),  # absurd coordinates are clipped, not an overflow
     ],
 )

@@ -1,7 +1,5 @@
 """The threaded pipeline with the real face model, real sources and a recording sink."""
 
-from __future__ import annotations
-
 import io
 import json
 from typing import Any, Dict, List, Optional

@@ -1,7 +1,5 @@
 """Tests for edge.preprocess: values against OpenCV's blobFromImage, layouts, colours, geometry, buffers."""
 
-from __future__ import annotations
-
 from typing import Any, Tuple
 
 import numpy as np

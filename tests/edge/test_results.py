@@ -1,7 +1,5 @@
 """Tests for edge.results: the optional track_ids column of Detections."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

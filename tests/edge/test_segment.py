@@ -2,8 +2,6 @@
 cases and OpenCV's own warpAffine of the same transform), its errors, the mask annotator, and whole runs of
 ``python -m edge.camera`` on a small segmentation model built here."""
 
-from __future__ import annotations
-
 import json
 import os
 import subprocess
@@ -330,7 +328,8 @@ def make_red_segmenter(path: Path, size: int = 64, labels=("background", "red"))
 def run_camera(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("DISPLAY", None)
-    return subprocess.run([sys.executable, "-m", "edge.camera", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "edge.camera", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=120,
                           env=env, cwd=ROOT)
 
 

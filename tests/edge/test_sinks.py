@@ -1,7 +1,5 @@
 """Tests for edge.sinks: files that read back, JSON that parses, specs that resolve, errors that help."""
 
-from __future__ import annotations
-
 import io
 import json
 import os
@@ -213,7 +211,7 @@ def test_video_sink_survives_a_real_sigint(tmp_path):
         [sys.executable, "-c", CHILD, str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        universal_newlines=True,
         env=env,
     )
     try:

@@ -1,7 +1,5 @@
 """Tests for edge.tracking: IoU, assignment (SciPy and NumPy), the Kalman filter and the Tracker."""
 
-from __future__ import annotations
-
 import itertools
 from typing import List, Sequence, Tuple
 

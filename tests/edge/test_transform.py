@@ -1,7 +1,5 @@
 """Tests for edge.transform: the affine map between model-input pixels and source-frame pixels."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

@@ -1,7 +1,5 @@
 """Tests for edge.zoo: finding models and the --list-models table."""
 
-from __future__ import annotations
-
 import json
 
 import pytest

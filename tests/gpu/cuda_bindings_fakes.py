@@ -6,8 +6,6 @@ names the error; ``cudaSetDevice`` binds the device to the calling thread only; 
 has a device pointer equal to its host address (UVA).
 """
 
-from __future__ import annotations
-
 import ctypes
 import enum
 import itertools

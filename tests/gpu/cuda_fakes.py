@@ -8,8 +8,6 @@ context-dependent call on a thread with an empty context stack, and a ``detach()
 on a thread other than the creator.
 """
 
-from __future__ import annotations
-
 import itertools
 import threading
 from typing import Any, Dict, List, Optional, Tuple

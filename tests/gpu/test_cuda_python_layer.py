@@ -2,8 +2,6 @@
 device per thread, every error as CudaError naming the call and cudaGetErrorName, zero-copy through
 cudaHostAlloc(cudaHostAllocMapped) + cudaHostGetDevicePointer."""
 
-from __future__ import annotations
-
 import threading
 
 import numpy as np

@@ -1,7 +1,5 @@
 """benchmarks/gpu_check.py runs anywhere: with no GPU it says so and exits 0; its table renders."""
 
-from __future__ import annotations
-
 import json
 import subprocess
 import sys
@@ -18,7 +16,8 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 @pytest.mark.skipif(gpu_available()[0], reason="this machine has a CUDA device: gpu_check really runs there")
 def test_without_a_gpu_it_says_nothing_to_check_and_writes_json(tmp_path):
     output = tmp_path / "check.json"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--output", str(output)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, str(SCRIPT), "--output", str(output)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True,
                           cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "no GPU: nothing to check" in done.stdout

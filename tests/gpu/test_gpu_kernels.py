@@ -1,8 +1,6 @@
 """The kernel source: it compiles (NVRTC, nvcc) where the compilers exist, its parameter list matches
 the launch code, and the driver-API launch passes every value in order (against a fake driver)."""
 
-from __future__ import annotations
-
 import re
 import shutil
 

@@ -2,8 +2,6 @@
 against the fake runtime with a kernel emulated by the NumPy reference; and, marked ``gpu``, the real
 kernel against the CPU path on each CUDA layer that finds a device."""
 
-from __future__ import annotations
-
 import threading
 
 import numpy as np

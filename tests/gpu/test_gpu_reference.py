@@ -6,8 +6,6 @@ float32 and uint8 identical (0 levels), float16 at most 0.23 levels -- ``test_me
 records that, so a change in OpenCV's rounding or in the kernel shows up.
 """
 
-from __future__ import annotations
-
 import functools
 import itertools
 

@@ -1,7 +1,5 @@
 """open_cuda's choice of layer (argument, EDGE_CUDA, default order) and its one-line errors."""
 
-from __future__ import annotations
-
 import pytest
 
 import edge.cuda as cuda_package

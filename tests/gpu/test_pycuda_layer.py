@@ -1,8 +1,6 @@
 """The PyCUDA layer against a faithful fake of ``pycuda.driver``: call order, push/pop balance on the
 right thread, errors as CudaError naming the call, zero-copy through DEVICEMAP + get_device_pointer."""
 
-from __future__ import annotations
-
 import threading
 
 import numpy as np

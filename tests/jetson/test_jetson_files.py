@@ -1,7 +1,5 @@
 """Tests for the board files in jetson/: setup.sh, the systemd unit, the Dockerfile and the camera notes."""
 
-from __future__ import annotations
-
 import configparser
 import platform
 import re

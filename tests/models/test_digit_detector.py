@@ -1,7 +1,5 @@
 """The project's own detector: it finds digits through the edge runtime, and its script retrains it end to end."""
 
-from __future__ import annotations
-
 import hashlib
 import importlib.util
 import json
@@ -120,7 +118,8 @@ def test_demo_scene_through_the_camera_app() -> None:
     """The camera app on demo://?scene=digits finds the moving digits (IoU >= 0.5, right class)."""
     done = subprocess.run([sys.executable, "-m", "edge.camera", "--model", "digit_detector", "--source",
                            "demo://?scene=digits&frames=60", "--headless", "--output", "-", "--quiet"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(records) == 60
@@ -155,7 +154,8 @@ def test_retrained_and_exported_end_to_end(tmp_path: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, str(HERE / "train.py"), "--output", str(output), "--images", "48",
                            "--epochs", "1", "--eval-images", "4", "--workers", "1"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT,
+                          timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "parity vs PyTorch" in done.stdout and "verdict: pass" in done.stdout
     report = json.loads(done.stdout[done.stdout.index("{\n"):])

@@ -6,8 +6,6 @@ the digit detector on demo://?scene=digits, 86-92 % of the detected digits named
 "unknown"). The floors leave room for other CPUs and backends.
 """
 
-from __future__ import annotations
-
 import importlib.util
 import json
 import os
@@ -90,7 +88,8 @@ def test_camera_names_the_digits_in_json_lines(tmp_path: Path) -> None:
     env.pop("DISPLAY", None)
     done = subprocess.run([sys.executable, "-m", "edge.camera", "--pipeline", "digit_recognition", "--source",
                            "demo://?scene=digits&frames=6", "--headless", "--output", "-", "--output",
-                           str(tmp_path / "named_%02d.jpg")], capture_output=True, text=True, timeout=300, env=env,
+                           str(tmp_path / "named_%02d.jpg")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=300, env=env,
                           cwd=ROOT)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
@@ -112,7 +111,8 @@ def test_a_gallery_picture_without_a_digit_is_refused(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "edge.camera", "--pipeline", "digit_recognition", "--gallery",
                            str(tmp_path), "--source", "demo://?scene=digits&frames=2", "--headless",
                            "--output", "none"],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300,
+                          env=env, cwd=ROOT)
     assert done.returncode == 2
     assert "nothing found to enrol in gallery picture" in done.stderr and "blank.png" in done.stderr
     assert "Traceback" not in done.stderr

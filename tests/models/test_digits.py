@@ -1,7 +1,5 @@
 """The project's own trained model: export, metadata and preprocessing keep what was trained."""
 
-from __future__ import annotations
-
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +33,8 @@ def test_retrained_and_exported_from_scratch(tmp_path):
     pytest.importorskip("torch", reason="retraining needs torch")
     output = tmp_path / "digits.onnx"
     done = subprocess.run([sys.executable, str(DIGITS / "train.py"), "--output", str(output), "--epochs", "40"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=ROOT,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "parity vs PyTorch" in done.stdout and "verdict: pass" in done.stdout
     _, _, images, labels = train.split()

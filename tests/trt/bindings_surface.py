@@ -15,8 +15,6 @@ public attributes of every class, and every enum's members with their numbers.
 Wheels come from ``tests/trt/fetch_bindings.sh`` (a cache folder under /tmp, never committed).
 """
 
-from __future__ import annotations
-
 import json
 import os
 import shutil
@@ -91,8 +89,9 @@ def find_wheel(fake_version: str, folder: Optional[Path] = None) -> Tuple[Option
 
 def _imported_functions(library: Path) -> Tuple[List[str], List[str]]:
     """(TensorRT sonames, TensorRT functions) the bindings library needs, read with readelf."""
-    text = subprocess.run(["readelf", "-d", "--dyn-syms", "-W", str(library)], check=True, capture_output=True,
-                          text=True).stdout
+    text = subprocess.run(["readelf", "-d", "--dyn-syms", "-W", str(library)], check=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE,
+                          universal_newlines=True).stdout
     sonames = [line.split("[", 1)[1].rstrip("]") for line in text.splitlines() if "(NEEDED)" in line]
     functions = set()
     for line in text.splitlines():
@@ -117,7 +116,7 @@ def prepare(wheel: Path, workdir: Path) -> Tuple[Path, Path]:
                               f"void *edge_stub_{i}(void) {{ return 0; }}\n" for i, name in enumerate(functions)))
     for soname in sonames:
         subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(stubs / soname), f"-Wl,-soname,{soname}", str(source)],
-                       check=True, capture_output=True)
+                       check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return site, stubs
 
 
@@ -157,7 +156,8 @@ def run_with_bindings(workdir: Path, code: str, *args: str) -> subprocess.Comple
     root = Path(__file__).resolve().parents[2]
     path = os.pathsep.join([str(workdir / "site"), str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     env = dict(os.environ, LD_LIBRARY_PATH=str(workdir / "stubs"), PYTHONPATH=path, PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
 
 
 def real_surface(wheel: Path, workdir: Path) -> Dict[str, Any]:

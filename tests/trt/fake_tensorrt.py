@@ -63,8 +63,6 @@ FP16 format"), taken from public inspector dumps; what fake versions between the
 "10.7", "11.0") lack or add (interpolated from the checked neighbours and the release notes).
 """
 
-from __future__ import annotations
-
 import contextlib
 import enum
 import json

@@ -2,8 +2,6 @@
 EngineInspector) of the fake ``tensorrt`` module; see fake_tensorrt.py for what is modelled.
 """
 
-from __future__ import annotations
-
 import json
 import struct
 from typing import Any, Dict, List, Optional, Sequence, Tuple

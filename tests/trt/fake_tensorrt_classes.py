@@ -4,8 +4,6 @@ Each class is written once with every member any version has; ``fake_tensorrt.ma
 it per version without the members that version lacks, so ``hasattr`` answers as the real bindings do.
 """
 
-from __future__ import annotations
-
 import enum
 import json
 from pathlib import Path

@@ -1,7 +1,5 @@
 """IExecutionContext and EngineInspector of the fake ``tensorrt`` module (see fake_tensorrt.py)."""
 
-from __future__ import annotations
-
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 

@@ -9,8 +9,6 @@ published (PyPI has tensorrt-bindings 8.6.1 only): the 8.2 rows were read from t
 NVIDIA/TensorRT tag 8.2.1 (python/src/infer/pyCore.cpp, pyFoundationalTypes.cpp, parsers/pyOnnx.cpp).
 """
 
-from __future__ import annotations
-
 import enum
 from typing import Any, List, Sequence, Tuple
 

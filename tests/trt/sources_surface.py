@@ -22,8 +22,6 @@ from CI); regenerate it with a clone of NVIDIA/TensorRT:
     python tests/trt/sources_surface.py /path/to/TensorRT.git 8.2.1 > tests/trt/tensorrt_8_2_1_surface.json
 """
 
-from __future__ import annotations
-
 import json
 import re
 import subprocess
@@ -41,14 +39,15 @@ _MODULE_DEF = re.compile(r"\bm\.def\(\s*\"(\w+)\"")
 def git_reader(git_dir: str, tag: str) -> Reader:
     """Read files of ``tag`` from a clone (``git show TAG:PATH``)."""
     def read(path: str) -> str:
-        return subprocess.run(["git", "-C", git_dir, "show", f"{tag}:{path}"], check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(["git", "-C", git_dir, "show", f"{tag}:{path}"], check=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE,
+                              universal_newlines=True).stdout
     return read
 
 
 def _files(git_dir: str, tag: str, folder: str) -> List[str]:
     out = subprocess.run(["git", "-C", git_dir, "ls-tree", "-r", "--name-only", tag, folder], check=True,
-                         capture_output=True, text=True).stdout
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True).stdout
     return [p for p in out.split() if p.endswith((".cpp", ".h"))]
 
 
@@ -159,7 +158,7 @@ def main(argv: List[str]) -> None:
     git_dir, tag = argv[0], argv[1]
     read = git_reader(git_dir, tag)
     commit = subprocess.run(["git", "-C", git_dir, "rev-parse", f"{tag}^{{commit}}"], check=True,
-                            capture_output=True, text=True).stdout.strip()
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True).stdout.strip()
     sources = [p for p in _files(git_dir, tag, "python/src") if p.endswith(".cpp")]
     headers = [p for p in _files(git_dir, tag, "include") if p.endswith(".h")]
     surface = extract(read, sources, headers, tag, f"NVIDIA/TensorRT tag {tag} (commit {commit}): python/src, "

@@ -1,7 +1,5 @@
 """edge.tensorrt.api against the fake tensorrt of each API generation: import, features, the calls that differ."""
 
-from __future__ import annotations
-
 import re
 import sys
 import types

@@ -3,8 +3,6 @@
 Contract-tested with the fake tensorrt (ONNX Runtime underneath): this proves the plumbing, not TensorRT.
 """
 
-from __future__ import annotations
-
 import json
 import shutil
 

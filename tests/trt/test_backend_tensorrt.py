@@ -5,8 +5,6 @@ The fake runs ONNX Runtime underneath, so agreement with onnxruntime-cpu proves 
 a real GPU (fp16/int8 engines differ from fp32 by design).
 """
 
-from __future__ import annotations
-
 import shutil
 import sys
 import threading

@@ -13,8 +13,6 @@ the cache folder (no network during tests). What is compared:
 * trt.Builder / trt.Runtime fail as the real ones do when CUDA cannot start.
 """
 
-from __future__ import annotations
-
 import json
 import re
 from pathlib import Path

@@ -4,8 +4,6 @@ They prove which TensorRT calls are made, in which order, and that every failure
 EdgeError with a fix; the fake proves the logic, not TensorRT (see fake_tensorrt.py).
 """
 
-from __future__ import annotations
-
 import threading
 import warnings
 from pathlib import Path

@@ -3,8 +3,6 @@
 The builder is a stub here (``Builds``): these tests are about the cache's contract, not TensorRT.
 """
 
-from __future__ import annotations
-
 import datetime
 import hashlib
 import json
@@ -363,7 +361,7 @@ def _wait_for(path: Path, process: Any) -> None:
 def test_two_processes_build_once(tmp_path, onnx_path):
     def start(name: str) -> Any:
         return subprocess.Popen([sys.executable, "-c", PROCESS, str(ROOT), str(tmp_path), name, str(onnx_path)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
 
     first = start("first")
     _wait_for(tmp_path / "building", first)

@@ -1,8 +1,6 @@
 """edge.tensorrt.calibrator: INT8 calibration batches are the model's own CPU preprocessing of the images,
 delivered through FakeCudaLayer device memory; the cache is keyed by images, preprocessing and batch size."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import cv2

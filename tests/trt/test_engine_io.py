@@ -5,8 +5,6 @@ The runner's shared contract (call order, dynamic shapes, failures, zero-copy, t
 in test_runner.py; the fake of 8.2 and its sources are described in fake_tensorrt.py.
 """
 
-from __future__ import annotations
-
 import warnings
 from pathlib import Path
 

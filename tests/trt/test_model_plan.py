@@ -3,8 +3,6 @@
 Contract-tested with the fake tensorrt (ONNX Runtime underneath): this proves the plumbing, not TensorRT.
 """
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 from test_backend_tensorrt import _cached_plan, use_fake

@@ -4,8 +4,6 @@ The fake computes with ONNX Runtime, so these tests prove the call order, the bu
 the error handling, not TensorRT itself (see tests/trt/fake_tensorrt.py for what is modelled).
 """
 
-from __future__ import annotations
-
 import threading
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence

@@ -1,7 +1,5 @@
 """SSD anchors against hand-computed values and a plain-loop port of MediaPipe's calculator."""
 
-from __future__ import annotations
-
 import math
 
 import numpy as np

@@ -1,7 +1,5 @@
 """The boxes decoder: decoded heads of several families on hand-built tables, and an Ultralytics nms=True export."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

@@ -1,7 +1,5 @@
 """The classify decoder: activations, top-k order, thresholds and shape checks, with known answers."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

@@ -1,7 +1,5 @@
 """Greedy and weighted NMS on small hand-made tables with known answers."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

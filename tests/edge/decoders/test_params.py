@@ -1,7 +1,5 @@
 """Decoder parameter validation: every bad field is named with what was expected and what was found."""
 
-from __future__ import annotations
-
 import copy
 
 import pytest

@@ -4,8 +4,6 @@ Every expected box is known exactly: a chosen box (normalised) is encoded agains
 decoder must give it back in model-input pixels, then mapped through the frame's Transform.
 """
 
-from __future__ import annotations
-
 import copy
 
 import numpy as np

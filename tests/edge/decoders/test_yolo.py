@@ -4,8 +4,6 @@ The reference tests export YOLOv8n and YOLO11n (seeded random weights) with Ultr
 and compare ``edge.load_model(onnx)(image)`` with ``YOLO(onnx).predict(image)`` on the sample images.
 """
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

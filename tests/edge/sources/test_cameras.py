@@ -1,7 +1,5 @@
 """Camera discovery from /dev and /sys, on a fake sysfs tree and on this machine."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 

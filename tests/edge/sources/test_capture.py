@@ -1,14 +1,13 @@
 """Capture sources: real video files written by cv2.VideoWriter, real OpenCV failures, and one
 fake — a VideoCapture-like camera that delivers K frames, fails, and is reopened."""
 
-from __future__ import annotations
-
 import threading
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import numpy as np
 import pytest
+from old_runtimes import opencv_fails_corrupt_frames
 
 from edge.cv import has_gstreamer, require_cv2
 from edge.errors import EdgeError
@@ -95,12 +94,15 @@ def write_corrupt_avi(path: Path, frame_count: int, corrupt: Sequence[int]) -> N
     ("frame_count", "corrupt", "loop", "declared_count", "expected", "skipped"),
     [
         (12, [], 0, True, list(range(12)), 0),
-        (60, [20], 0, True, [i for i in range(60) if i != 20], 1),  # issue 9 item 5: ended after 20
-        (12, [0], 0, True, list(range(1, 12)), 1),  # the first frame, read while opening
-        (12, [3, 4, 5, 9], 0, True, [0, 1, 2, 6, 7, 8, 10, 11], 4),
+        pytest.param(60, [20], 0, True, [i for i in range(60) if i != 20], 1,  # issue 9 item 5: ended after 20
+                     marks=opencv_fails_corrupt_frames),
+        pytest.param(12, [0], 0, True, list(range(1, 12)), 1,  # the first frame, read while opening
+                     marks=opencv_fails_corrupt_frames),
+        pytest.param(12, [3, 4, 5, 9], 0, True, [0, 1, 2, 6, 7, 8, 10, 11], 4, marks=opencv_fails_corrupt_frames),
         (12, [11], 0, True, list(range(11)), 0),  # the last: cannot be told from the end
-        (8, [2], 1, True, [0, 1, 3, 4, 5, 6, 7] * 2, 2),
-        (12, [5, 6], 0, False, [0, 1, 2, 3, 4, 7, 8, 9, 10, 11], 2),  # container declares no frame count
+        pytest.param(8, [2], 1, True, [0, 1, 3, 4, 5, 6, 7] * 2, 2, marks=opencv_fails_corrupt_frames),
+        pytest.param(12, [5, 6], 0, False, [0, 1, 2, 3, 4, 7, 8, 9, 10, 11], 2,  # no frame count declared
+                     marks=opencv_fails_corrupt_frames),
     ],
 )
 def test_video_file_skips_undecodable_frames_and_counts_them(
@@ -381,6 +383,7 @@ def test_live_gst_pipeline_that_fails_to_reopen_is_lost_for_real() -> None:
     assert 1 <= len(frames) <= 5 and len(opens) == 3
 
 
+@opencv_fails_corrupt_frames
 def test_the_camera_app_reports_skipped_frames(tmp_path):
     """The issue's case end to end: 60 frames, one corrupt in the middle -> 59 results, the skip in the summary."""
     pytest.importorskip("onnx", reason="the camera app reads the model with onnx (a base dependency)")
@@ -395,7 +398,8 @@ def test_the_camera_app_reports_skipped_frames(tmp_path):
     root = Path(__file__).resolve().parents[3]
     done = subprocess.run([sys.executable, "-m", "edge.camera", "--source", str(path), "--headless", "--output",
                            "none", "--summary-json", str(summary_json)],
-                          capture_output=True, text=True, timeout=120, cwd=root,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120,
+                          cwd=root,
                           env=dict(os.environ, PYTHONPATH=str(root)))
     assert done.returncode == 0, done.stderr
     summary = json.loads(summary_json.read_text())

@@ -1,7 +1,5 @@
 """demo://: deterministic frames, and face truth that matches what is drawn."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

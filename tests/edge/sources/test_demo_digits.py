@@ -1,7 +1,5 @@
 """demo://?scene=digits: deterministic frames, moving digits, and truth that matches the ink."""
 
-from __future__ import annotations
-
 from typing import Dict, List
 
 import numpy as np

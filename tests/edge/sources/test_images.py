@@ -1,7 +1,5 @@
 """Image and folder sources: natural order, loops, unreadable and empty inputs."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import List
 

@@ -1,7 +1,5 @@
 """The shipped sample images: present, decodable, and matching the README's checksums."""
 
-from __future__ import annotations
-
 import hashlib
 
 import numpy as np

@@ -1,7 +1,5 @@
 """URI parsing: input -> kind/target/options, bad input -> the error users see; pipeline builders."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import pytest

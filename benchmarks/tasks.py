@@ -1,0 +1,490 @@
+"""The task models end to end: ``python -m benchmarks.tasks [--models A,B] [--count N] [--json F] [--out DIR]``.
+
+For every task model of the zoo (segment, keypoints, detect, embed) and the two-stage pipelines
+(face_mesh, hands, digit_recognition), two paths are timed on the same input:
+
+- ``e2e``: edge's Python API, ``model(image)``: preprocessing, the onnxruntime-cpu backend, decoding
+  (for a pipeline: detector, crops, second model on each crop, mapping back; gallery matching for
+  digit_recognition);
+- ``bare``: ``onnxruntime.InferenceSession.run`` alone on the very tensor(s) edge's preprocessor made
+  (a pipeline: the detector's tensor, then each crop's tensor), in a session of its own created with
+  the session options edge's onnxruntime-cpu backend uses (same thread count, optimisation level).
+
+e2e - bare is what edge adds around the runtime. The two run interleaved in blocks (``--block`` calls
+of one, then of the other, the order reversed every round), so machine drift hits both alike; blocks
+rather than single calls because two sessions alternating call by call wake each other's spinning
+thread pools and slow both (1.2-1.8x, measured on a 2-core machine). The overlay rows time
+``edge.overlay.Annotator().annotate`` on a fresh copy of a 1280x720 frame (the copy is not timed) for
+a class map, 10 instance masks, 468 face-mesh keypoints and gallery identities; the target for
+instance masks is a p50 of at most 3 ms.
+
+Inputs: the shipped sample ``astronaut`` resized to 1280x720 (segmentation, detectors, face_mesh,
+hands: no sample holds a hand, so hands times the palm detector and whatever crops it yields); the
+landmark models run on a crop of the sample (the astronaut's face with a 25 % margin: hand_landmark_lite
+too, it only times); digit_recognition runs on a 1280x720 ``demo://?scene=digits`` frame (the samples
+hold no digits) and digit_embedder on one digit cut from it.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edge.errors import EdgeError
+
+from . import help_text
+from .stats import brief
+from .timing import interleaved_us
+
+FRAME_WH = (1280, 720)
+SAMPLE = "astronaut"
+#: the benchmark's rows: name -> (kind, input); kind "model" is a zoo model, "pipeline" a zoo pipeline
+CASES: Dict[str, Tuple[str, str]] = {
+    "selfie_segmentation": ("model", "frame"),
+    "face_landmark": ("model", "face crop"),
+    "hand_landmark_lite": ("model", "face crop"),
+    "palm_detection_lite": ("model", "frame"),
+    "face_detection_full_range": ("model", "frame"),
+    "digit_embedder": ("model", "digit crop"),
+    "face_mesh": ("pipeline", "frame"),
+    "hands": ("pipeline", "frame"),
+    "digit_recognition": ("pipeline", "digits frame"),
+}
+OVERLAYS = ("class_map", "instance_masks", "keypoints", "identities")
+MASKS_TARGET_P50_MS = 3.0
+INSTANCE_MASKS, MASK_SIDE = 10, 200
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def inputs() -> Dict[str, np.ndarray]:
+    """The benchmark's BGR inputs by kind: "frame", "face crop", "digits frame", "digit crop"."""
+    import cv2
+
+    from edge.samples import ASTRONAUT_FACE_XYXY, load_sample
+    from edge.sources import open_source
+
+    sample = load_sample(SAMPLE)
+    x0, y0, x1, y1 = ASTRONAUT_FACE_XYXY
+    margin = 0.25 * (x1 - x0)
+    face = sample[int(y0 - margin):int(y1 + margin), int(x0 - margin):int(x1 + margin)].copy()
+    with open_source("demo://?scene=digits&frames=31") as source:
+        for frame in source:  # frame 30, as benchmarks.detect uses
+            digits = frame
+    dx0, dy0, dx1, dy1 = digits.truth["objects_xyxy"][0]
+    cx, cy, half = (dx0 + dx1) / 2, (dy0 + dy1) / 2, 0.65 * max(dx1 - dx0, dy1 - dy0)  # scale 1.3, square
+    digit = digits.image[max(0, int(cy - half)):int(cy + half), max(0, int(cx - half)):int(cx + half)].copy()
+    return {"frame": cv2.resize(sample, FRAME_WH, interpolation=cv2.INTER_LINEAR), "face crop": face,
+            "digits frame": digits.image, "digit crop": digit}
+
+
+def _describe_input(kind: str, image: np.ndarray) -> str:
+    source = {"frame": f"{SAMPLE}", "face crop": f"{SAMPLE} face crop", "digits frame": "demo digits",
+              "digit crop": "demo digit crop"}[kind]
+    return f"{source} {image.shape[1]}x{image.shape[0]}"
+
+
+# ---------------------------------------------------------------------------------------------- timing
+def blocked_us(fns: Sequence[Callable[[], object]], count: int, block: int, warmup: int = 20) -> List[np.ndarray]:
+    """Per-call microseconds of several callables, ``count`` each, run in blocks of ``block`` calls of one
+    callable, the order of the callables reversed every round (A B, B A, ...). Sample i of every callable
+    comes from the same round, so they pair. block=1 is benchmarks.timing.interleaved_us."""
+    if block <= 1:
+        return interleaved_us(fns, count, warmup)
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    out = [np.empty(count) for _ in fns]
+    forward = list(zip(out, fns))
+    backward = forward[::-1]
+    clock = time.perf_counter
+    done, round_index = 0, 0
+    while done < count:
+        stop = min(count, done + block)
+        for samples, fn in forward if round_index % 2 == 0 else backward:
+            for i in range(done, stop):
+                start = clock()
+                fn()
+                samples[i] = clock() - start
+        done, round_index = stop, round_index + 1
+    return [samples * 1e6 for samples in out]
+
+
+def _on_copies_us(cases: Sequence[Tuple[np.ndarray, Callable[[np.ndarray], object]]], count: int,
+                  warmup: int = 20) -> List[np.ndarray]:
+    """Per-call microseconds of ``fn(scene)`` for each (frame, fn), interleaved call by call (order reversed
+    every other round), each call on a fresh copy of its frame; the copy is made outside the timed call."""
+    scenes = [frame.copy() for frame, _ in cases]
+    for _ in range(warmup):
+        for scene, (frame, fn) in zip(scenes, cases):
+            np.copyto(scene, frame)
+            fn(scene)
+    out = [np.empty(count) for _ in cases]
+    order = list(range(len(cases)))
+    clock = time.perf_counter
+    for i in range(count):
+        for k in order if i % 2 == 0 else order[::-1]:
+            frame, fn = cases[k]
+            scene = scenes[k]
+            np.copyto(scene, frame)
+            start = clock()
+            fn(scene)
+            out[k][i] = clock() - start
+    return [samples * 1e6 for samples in out]
+
+
+def _ms(samples_us: np.ndarray) -> Dict[str, float]:
+    stats = brief(samples_us, fields=("min", "p50", "p95", "mean"))
+    return {"p50_ms": stats["p50_us"] / 1e3, "p95_ms": stats["p95_us"] / 1e3, "mean_ms": stats["mean_us"] / 1e3,
+            "min_ms": stats["min_us"] / 1e3, "n": stats["n"]}
+
+
+# ---------------------------------------------------------------------------------------------- the paths
+@dataclasses.dataclass
+class Case:
+    """One row to time: edge's call and the bare runtime calls on the tensors edge made."""
+
+    name: str
+    kind: str
+    task: str
+    input: str
+    edge: Callable[[], Any]
+    bare: Callable[[], Any]
+    timings: Callable[[], Dict[str, float]]  # edge's stage times of the last call
+    found: int
+    bare_runs: int  # session.run calls per bare call (pipelines: 1 + crops)
+    session_options: Dict[str, Any]
+    close: Callable[[], None]
+
+
+def _load(threads: Optional[int]) -> Callable[[str, bool], Any]:
+    from edge.model import Model
+
+    return lambda name, first=True: Model(name, backend="onnxruntime-cpu", threads=threads)
+
+
+def bare_session(model: Any) -> Tuple[Any, Dict[str, Any]]:
+    """A new onnxruntime.InferenceSession on the model's file, with the session options and provider of edge's
+    onnxruntime-cpu backend for it; and those options as plain values."""
+    import onnxruntime
+
+    options = model.backend._session_options()  # the backend's own recipe: the same threads and optimisation
+    session = onnxruntime.InferenceSession(str(model.path), sess_options=options,
+                                           providers=["CPUExecutionProvider"])
+    facts = {"intra_op_num_threads": options.intra_op_num_threads,
+             "inter_op_num_threads": options.inter_op_num_threads,
+             "graph_optimization_level": str(options.graph_optimization_level).split(".")[-1],
+             "execution_mode": str(options.execution_mode).split(".")[-1],
+             "providers": list(session.get_providers())}
+    return session, facts
+
+
+def _tensor_run(model: Any, session: Any, tensor: np.ndarray) -> Callable[[], Any]:
+    names = [o.name for o in model.backend.outputs]
+    feeds = {model.config.input.name: tensor}
+    return lambda: session.run(names, feeds)
+
+
+def build_case(name: str, images: Dict[str, np.ndarray], threads: Optional[int] = None) -> Case:
+    """The e2e and bare callables of one row of CASES (models opened here; call ``case.close()``)."""
+    if name not in CASES:
+        raise EdgeError(f"unknown model or pipeline '{name}'", fix=f"use one of: {', '.join(CASES)}",
+                        where="--models")
+    kind, input_kind = CASES[name]
+    image = images[input_kind]
+    load = _load(threads)
+    if kind == "model":
+        model = load(name, True)
+        try:
+            tensor = model.preprocess(image)[0].copy()  # the preprocessor reuses its buffer
+            session, facts = bare_session(model)
+            found = len(model(image))
+        except BaseException:
+            model.close()
+            raise
+        return Case(name, kind, model.task, _describe_input(input_kind, image), lambda: model(image),
+                    _tensor_run(model, session, tensor), lambda: dict(model.last_timings_ms), found, 1, facts,
+                    model.close)
+    from edge.cascade import Cascade, open_pipeline
+
+    built = open_pipeline(None, load, pipeline=name)
+    try:
+        cascade = built if isinstance(built, Cascade) else built.model  # a Recognizer wraps its Cascade
+        detector, second = cascade.detector, cascade.model
+        tensor = detector.preprocess(image)[0].copy()
+        crops = cascade.crops(image, detector(image))
+        crop_tensors = [second.preprocess(crop)[0].copy() for _, _, crop in crops]
+        first_session, facts = bare_session(detector)
+        second_session, _ = bare_session(second)
+        runs = [_tensor_run(detector, first_session, tensor)] + [_tensor_run(second, second_session, t)
+                                                                 for t in crop_tensors]
+        found = len(built(image))
+    except BaseException:
+        built.close()
+        raise
+
+    def bare() -> List[Any]:
+        return [run() for run in runs]
+
+    # a cascade runs its detector stage by stage (the detector's own last_timings_ms stay those of the call
+    # above): its one stage time is the second stage's (crops, second model, mapping back)
+    return Case(name, kind, built.task, _describe_input(input_kind, image), lambda: built(image), bare,
+                lambda: dict(cascade.last_timings_ms), found, len(runs), facts, built.close)
+
+
+def measure_case(case: Case, count: int, block: int, warmup: int = 20) -> Dict[str, Any]:
+    """One row: e2e and bare p50/p95, their paired difference, and edge's own stage split (medians)."""
+    stages: List[Dict[str, float]] = []
+
+    def edge_call() -> None:
+        case.edge()
+        stages.append(case.timings())
+
+    edge_us, bare_us = blocked_us([edge_call, case.bare], count, block, warmup)
+    stages = stages[warmup:]
+    keys = [key for key in stages[0]] if stages else []
+    return {
+        "name": case.name, "kind": case.kind, "task": case.task, "input": case.input, "found": case.found,
+        "bare_runs": case.bare_runs, "e2e": _ms(edge_us), "bare": _ms(bare_us),
+        "overhead_p50_ms": float(np.median(edge_us) - np.median(bare_us)) / 1e3,
+        # paired: the median of per-round differences, not the difference of medians
+        "overhead_paired_ms": float(np.median(edge_us - bare_us)) / 1e3,
+        "edge_stages_p50_ms": {key: float(np.median([s[key] for s in stages if key in s])) for key in keys},
+        "session_options": case.session_options,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- overlays
+def instance_masks(frame_wh: Tuple[int, int] = FRAME_WH, count: int = INSTANCE_MASKS, side: int = MASK_SIDE,
+                   seed: int = 0) -> Any:
+    """A Segmentation of ``count`` instances, each a random blob (an ellipse) filling a side x side box at a
+    random place in the frame, random classes and scores; deterministic for a seed."""
+    from edge.results import Detections, Segmentation
+
+    rng = np.random.default_rng(seed)
+    width, height = frame_wh
+    corners = np.stack([rng.integers(0, width - side + 1, count), rng.integers(0, height - side + 1, count)], 1)
+    boxes = np.concatenate([corners, corners + side], axis=1).astype(np.float32)
+    masks = np.zeros((count, height, width), bool)
+    yy, xx = np.mgrid[0:side, 0:side]
+    for i, (x, y) in enumerate(corners):
+        ax, ay = rng.uniform(0.6, 1.0, 2) * side / 2
+        masks[i, y:y + side, x:x + side] = ((xx - side / 2) / ax) ** 2 + ((yy - side / 2) / ay) ** 2 <= 1.0
+    detections = Detections(boxes, rng.uniform(0.3, 1.0, count).astype(np.float32),
+                            rng.integers(0, 80, count).astype(np.int64))
+    return Segmentation(instances=detections, masks=masks)
+
+
+def overlay_results(images: Dict[str, np.ndarray], threads: Optional[int] = None) -> Dict[str, Tuple[np.ndarray, Any]]:
+    """(frame, result) per overlay case: real results of the zoo models on the benchmark's frames."""
+    from edge.cascade import open_pipeline
+
+    load = _load(threads)
+    out: Dict[str, Tuple[np.ndarray, Any]] = {}
+    with load("selfie_segmentation", True) as model:
+        out["class_map"] = (images["frame"], model(images["frame"]))
+    out["instance_masks"] = (images["frame"], instance_masks())
+    with open_pipeline(None, load, pipeline="face_mesh") as face_mesh:
+        out["keypoints"] = (images["frame"], face_mesh(images["frame"]))
+    with open_pipeline(None, load, pipeline="digit_recognition") as digits:
+        out["identities"] = (images["digits frame"], digits(images["digits frame"]))
+    return out
+
+
+def _size(result: Any) -> str:
+    from edge.results import Embeddings, Keypoints, Segmentation
+
+    if isinstance(result, Segmentation):
+        if result.class_map is not None:
+            return f"class map, {100.0 * (1.0 - result.class_fractions().get(0, 0.0)):.1f}% foreground"
+        return f"{len(result)} masks of {MASK_SIDE}x{MASK_SIDE}"
+    if isinstance(result, Keypoints):
+        return f"{len(result)} x {result.points_xy.shape[1]} points"
+    if isinstance(result, Embeddings):
+        named = sum(1 for name in (result.identities or []) if name is not None)
+        return f"{len(result)} boxes, {named} named"
+    return type(result).__name__
+
+
+def overlay_rows(images: Dict[str, np.ndarray], count: int, overlays: Sequence[str] = OVERLAYS,
+                 threads: Optional[int] = None, warmup: int = 20) -> List[Dict[str, Any]]:
+    """p50/p95 of Annotator().annotate per overlay case, each call on a fresh copy of the frame and a fresh
+    result object (results cache derived values, e.g. the class fractions of the legend)."""
+    from edge.overlay import Annotator
+
+    results = overlay_results(images, threads)
+    annotator = Annotator()
+    cases = []
+    for name in overlays:
+        frame, result = results[name]
+        cases.append((frame, lambda scene, r=result: annotator.annotate(scene, dataclasses.replace(r))))
+    samples = _on_copies_us(cases, count, warmup)
+    rows = []
+    for name, us in zip(overlays, samples):
+        frame, result = results[name]
+        row = dict({"name": name, "what": _size(result), "frame_wh": [frame.shape[1], frame.shape[0]]}, **_ms(us))
+        if name == "instance_masks":
+            row["target_p50_ms"] = MASKS_TARGET_P50_MS
+            row["meets_target"] = bool(row["p50_ms"] <= MASKS_TARGET_P50_MS)
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- run, report
+def environment(threads: Optional[int]) -> Dict[str, Any]:
+    """What the numbers depend on: machine, runtime, threads."""
+    import cv2
+    import onnxruntime
+
+    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
+            "opencv": cv2.__version__, "numpy": np.__version__, "threads": threads, "load_average": load_average()}
+
+
+def load_average() -> Optional[float]:
+    """The 1-minute load average (other work on the machine shows in it), or None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def check_names(names: Optional[Sequence[str]], known: Sequence[str], flag: str) -> List[str]:
+    """The names asked for, in the order given (all of ``known`` for None); an unknown one is an EdgeError."""
+    if names is None:
+        return list(known)
+    for name in names:
+        if name not in known:
+            raise EdgeError(f"unknown name '{name}'", fix=f"use one or more of: {', '.join(known)}", where=flag)
+    if not names:
+        raise EdgeError("no names given", fix=f"use one or more of: {', '.join(known)}", where=flag)
+    return list(dict.fromkeys(names))
+
+
+def run(models: Optional[Sequence[str]] = None, count: int = 200, block: int = 10,
+        overlays: Optional[Sequence[str]] = OVERLAYS, threads: Optional[int] = None, warmup: int = 20,
+        progress: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Every row asked for: {"count", "block", "environment", "rows": [...], "overlays": [...]}."""
+    names = check_names(models, list(CASES), "--models")
+    overlay_names = check_names(overlays, OVERLAYS, "--overlays") if overlays else []
+    if count < 1 or block < 1 or warmup < 0:
+        raise EdgeError(f"counts must be positive (count {count}, block {block}, warmup {warmup})",
+                        fix="pass e.g. --count 200 --block 10", where="--count")
+    load_before = load_average()
+    images = inputs()
+    rows = []
+    for name in names:
+        if progress:
+            progress(name)
+        case = build_case(name, images, threads)
+        try:
+            rows.append(measure_case(case, count, block, warmup))
+        finally:
+            case.close()
+    if overlay_names and progress:
+        progress("overlays")
+    overlay = overlay_rows(images, count, overlay_names, threads, warmup) if overlay_names else []
+    env = environment(threads)
+    env["load_average"] = [load_before, env["load_average"]]  # at the start and at the end
+    return {"benchmark": "tasks", "count": count, "block": block, "warmup": warmup,
+            "frame_wh": list(FRAME_WH), "environment": env, "rows": rows, "overlays": overlay}
+
+
+def report(results: Dict[str, Any]) -> str:
+    """Markdown tables of :func:`run`'s results."""
+    env = results["environment"]
+    lines = [f"{env['processor']}, {env['cpu_count']} CPUs, onnxruntime {env['onnxruntime']} CPU, "
+             f"threads {env['threads'] or 'default'}; {results['count']} calls per path, interleaved in blocks "
+             f"of {results['block']}"]
+    loads = [value for value in env.get("load_average") or [] if value is not None]
+    if loads:
+        lines[0] += f"; 1-min load average {' -> '.join(format(v, 'g') for v in loads)} (start -> end)"
+    lines.append("")
+    if results["rows"]:
+        lines += ["| model / pipeline | task | input | found | e2e p50 ms | e2e p95 ms | bare ORT p50 ms | "
+                  "bare ORT p95 ms | edge - bare p50 ms (paired) | edge stages p50 ms |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        for row in results["rows"]:
+            stages = " · ".join(f"{key.replace('_', ' ')} {value:.2f}"
+                                for key, value in row["edge_stages_p50_ms"].items())
+            runs = f" ({row['bare_runs']} runs)" if row["kind"] == "pipeline" else ""
+            lines.append(f"| {row['name']} | {row['task']} | {row['input']} | {row['found']} | "
+                         f"{row['e2e']['p50_ms']:.2f} | {row['e2e']['p95_ms']:.2f} | "
+                         f"{row['bare']['p50_ms']:.2f}{runs} | "
+                         f"{row['bare']['p95_ms']:.2f} | {row['overhead_paired_ms']:+.2f} | {stages} |")
+        lines.append("")
+    if results["overlays"]:
+        lines += ["| overlay (Annotator().annotate) | what | frame | p50 ms | p95 ms | target |",
+                  "|---|---|---|---:|---:|---|"]
+        for row in results["overlays"]:
+            target = ""
+            if "target_p50_ms" in row:
+                target = f"p50 <= {row['target_p50_ms']:g} ms: {'met' if row['meets_target'] else 'MISSED'}"
+            lines.append(f"| {row['name']} | {row['what']} | {row['frame_wh'][0]}x{row['frame_wh'][1]} | "
+                         f"{row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {target} |")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _names(text: str) -> List[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Measure and print the tables (JSON with --json, both files with --out)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.tasks", description=help_text(__doc__))
+    parser.add_argument("--models", type=_names, metavar="A,B",
+                        help=f"rows to run (default all): {', '.join(CASES)}")
+    parser.add_argument("--overlays", type=_names, metavar="A,B",
+                        help=f"overlay rows (default all): {', '.join(OVERLAYS)}")
+    parser.add_argument("--no-overlays", action="store_true", help="skip the overlay rows")
+    parser.add_argument("--count", type=int, default=200, help="timed calls per path (default 200)")
+    parser.add_argument("--block", type=int, default=10, help="calls per block of the A/B interleaving (default 10)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed calls per path first (default 20)")
+    parser.add_argument("--threads", type=int, help="intra-op threads for edge and the bare sessions "
+                                                    "(default: onnxruntime's)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="also write tasks.md and tasks.json to this folder")
+    args = parser.parse_args(argv)
+    try:
+        if args.threads is not None and args.threads < 1:
+            raise EdgeError(f"--threads must be at least 1, got {args.threads}", fix="pass e.g. --threads 2",
+                            where="--threads")
+        for flag, value, least in (("--count", args.count, 1), ("--block", args.block, 1),
+                                   ("--warmup", args.warmup, 0)):
+            if value < least:
+                raise EdgeError(f"{flag} must be at least {least}, got {value}", fix=f"pass e.g. {flag} 10",
+                                where=flag)
+        overlays = None if args.no_overlays else args.overlays or OVERLAYS
+        check_names(args.models, list(CASES), "--models")  # a typo fails before minutes of timing
+        if overlays:
+            check_names(overlays, OVERLAYS, "--overlays")
+        results = run(args.models, args.count, args.block, overlays, args.threads, args.warmup,
+                      progress=lambda name: print(f"timing {name} ...", file=sys.stderr, flush=True))
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = report(results)
+    print(text, end="")
+    payload = json.dumps(results, indent=2)
+    try:
+        if args.json:
+            args.json.write_text(payload)
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "tasks.json").write_text(payload)
+            (args.out / "tasks.md").write_text(text)
+    except OSError as exc:
+        print(f"error: cannot write the results ({exc.strerror or exc}). Fix: pick another --json / --out.",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
