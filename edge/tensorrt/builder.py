@@ -331,7 +331,7 @@ def build_engine(onnx_path: Union[str, Path], options: Optional[BuildOptions] = 
     too_new = newest is not None and facts.opset > newest
     if too_new:  # often still parses (most operators did not change): a warning, and the fix if it does not
         report(f"warning: {onnx_path.name} is ONNX opset {facts.opset}; TensorRT {feats.version_string}'s parser "
-               f"documents opsets up to {newest}")
+               f"documents opsets up to {newest} (edge-export onnx {onnx_path.name} --opset {newest} lowers it)")
     if not parser.parse_from_file(str(onnx_path)):
         errors = api.parser_errors(parser, facts.nodes) or logger.errors() or ["no error was reported"]
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""

@@ -23,7 +23,11 @@ A classifier whose graph already ends in Softmax/Sigmoid gets decoder activation
 outputs are probabilities); --activation overrides.
 
 --opset defaults to 17: the newest opset TensorRT 8.5 (JetPack 5.1) parses — its ONNX parser
-targets ONNX 1.12 — so one file serves JetPack 5, 6 and 7 boards.
+targets ONNX 1.12 — so one file serves JetPack 5, 6 and 7 boards. For an ONNX source, --opset lowers
+the file's opset (--opset 13 for JetPack 4.6: TensorRT 8.2, ONNX Runtime 1.10; export/downgrade.py),
+then checks it against the original, both on ONNX Runtime, on the same inputs (--precision tolerance;
+the max abs is printed, 0 for the zoo models); without --opset the file keeps its opset. Opsets are
+never raised.
 """
 
 from __future__ import annotations
@@ -58,8 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="classify decoder activation (default: none when the graph already ends in "
                         "Softmax/Sigmoid, else softmax)")
     parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                        help=f"ONNX opset (default {DEFAULT_OPSET}: the newest TensorRT 8.5 on JetPack 5 parses)")
+    parser.add_argument("--opset", type=int,
+                        help=f"ONNX opset (default {DEFAULT_OPSET}: the newest TensorRT 8.5 on JetPack 5 parses); "
+                        "for an .onnx source: lower its opset to this (13 for JetPack 4.6), default keep")
     parser.add_argument("--simplify", action="store_true", help="simplify with onnxslim (pip install onnxslim)")
     parser.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
                         help="tolerance of the parity check (default fp32)")
@@ -107,6 +112,7 @@ def convert(args: argparse.Namespace, kind: str, partial: Dict[str, Any], scratc
         raise EdgeError(f"--converter applies to TFLite sources, not to a {kind} source", fix="drop it",
                         where="export onnx")
     destination = scratch / "converted.onnx"
+    opset = args.opset or DEFAULT_OPSET
     outputs = _names(args.output_names)
     keep = _names(args.keep_outputs)
     if kind in ("pytorch", "torchscript", "keras"):
@@ -117,14 +123,14 @@ def convert(args: argparse.Namespace, kind: str, partial: Dict[str, Any], scratc
 
             module = load_keras(Path(args.source))
             shape = input_shape_from(args.input_shape, None) if args.input_shape else keras_input_shape(module)
-            kept = pytorch_to_onnx(module, destination, shape, opset=args.opset, dynamic_batch=args.dynamic_batch,
+            kept = pytorch_to_onnx(module, destination, shape, opset=opset, dynamic_batch=args.dynamic_batch,
                                    input_name=args.input_name, output_names=outputs, keep_outputs=keep)
             return destination, keras_runner(module, kept), "Keras"
         from ..pytorch import load_pytorch
 
         module = load_pytorch(args.source, args.weights)
         shape = input_shape_from(args.input_shape, (partial.get("input") or {}).get("shape"))
-        kept = pytorch_to_onnx(module, destination, shape, opset=args.opset, dynamic_batch=args.dynamic_batch,
+        kept = pytorch_to_onnx(module, destination, shape, opset=opset, dynamic_batch=args.dynamic_batch,
                                input_name=args.input_name, output_names=outputs, keep_outputs=keep)
         return destination, pytorch_runner(module, kept), "PyTorch"
     if args.weights or args.input_shape or args.dynamic_batch or args.output_names or args.keep_outputs:
@@ -134,7 +140,7 @@ def convert(args: argparse.Namespace, kind: str, partial: Dict[str, Any], scratc
         from ..tflite import tflite_runner, tflite_to_onnx
 
         tflite_to_onnx(Path(args.source), destination, converter=getattr(args, "converter", "auto"),
-                       opset=args.opset, report=report)
+                       opset=opset, report=report)
         return destination, tflite_runner(Path(args.source)), "TFLite"
     return Path(args.source), None, "ONNX"
 
@@ -204,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     target = check_writable_target(output)  # a folder, a device, a FIFO: refused before any work; links followed
     if not target.parent.resolve().is_dir():
         raise EdgeError("output folder does not exist", fix=f"mkdir -p {output.parent}", where=str(output))
-    if args.opset < 7 or args.opset > 23:
+    if args.opset is not None and (args.opset < 7 or args.opset > 23):
         raise EdgeError(f"opset {args.opset} is outside 7..23", fix=f"use --opset {DEFAULT_OPSET}", where="--opset")
     partial = requested_config(args)
     report: List[str] = []
@@ -213,6 +219,13 @@ def run(args: argparse.Namespace) -> int:
         config = finish_config(partial, converted, str(args.source), args.activation, report)
         model = load_onnx(converted)
         _inline_external_data(model, converted)
+        lowered = False
+        if kind == "onnx" and args.opset is not None:
+            from ..downgrade import default_opset, lower_opset
+
+            before = default_opset(model)
+            model, lines = lower_opset(model, args.opset, str(args.source))
+            lowered, report = default_opset(model) != before, report + lines
         report += structural_checks(model, str(args.source))
         if args.simplify:
             before = len(model.graph.node)
@@ -225,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
             save_atomic(model, staged)
         loadable, load_lines = _load_check(staged, str(args.source), args.allow_unloadable)
         report += load_lines
-        parity_report = _parity(args, runner, framework, config, staged, kind) if loadable else (
+        parity_report = _parity(args, runner, framework, config, staged, kind, lowered) if loadable else (
             ["parity: not possible (no backend here loads the file)"], True)
         report += parity_report[0]
         if not parity_report[1]:
@@ -301,11 +314,13 @@ def _load_check(staged: Path, where: str, allow: bool) -> Tuple[bool, List[str]]
 
 
 def _parity(args: argparse.Namespace, runner: Optional[Any], framework: str, config: EdgeConfig, staged: Path,
-            kind: str) -> Tuple[List[str], bool]:
+            kind: str, lowered: bool = False) -> Tuple[List[str], bool]:
     from ..checks import parity, parity_inputs
 
     if args.no_parity:
         return ["parity: skipped (--no-parity)"], True
+    if kind == "onnx" and lowered:
+        return _lowered_parity(args, config, staged)
     if kind == "onnx":
         return ["parity: not applicable (the source is the ONNX graph itself)"], True
     if runner is None:
@@ -316,6 +331,25 @@ def _parity(args: argparse.Namespace, runner: Optional[Any], framework: str, con
     inputs = parity_inputs(config, max(1, args.parity_samples), seed=0)
     transpose = (0, 2, 3, 1) if kind == "tflite" and config.input.layout == "NCHW" else None
     result = parity(staged, runner, framework, inputs, args.precision, names, transpose_input=transpose)
+    return result.lines(), result.passed
+
+
+def _lowered_parity(args: argparse.Namespace, config: EdgeConfig, staged: Path) -> Tuple[List[str], bool]:
+    """The lowered file against the original, both on ONNX Runtime, on the same inputs."""
+    from edge.backends import BACKENDS
+    from edge.onnxfile import read_onnx
+
+    from ..checks import parity, parity_inputs
+    from ..downgrade import onnxruntime_runner
+
+    if BACKENDS["onnxruntime-cpu"].unavailable_reason() is not None:
+        return ["parity: skipped, ONNX Runtime is not installed (pip install onnxruntime)"], True
+    original = Path(args.source)
+    names = [o.name for o in read_onnx(staged).outputs]
+    inputs = parity_inputs(config, max(1, args.parity_samples), seed=0)
+    with onnxruntime_runner(original) as runner:
+        result = parity(staged, runner, f"the original (opset {read_onnx(original).opset})", inputs, args.precision,
+                        names)
     return result.lines(), result.passed
 
 

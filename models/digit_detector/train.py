@@ -185,7 +185,7 @@ def export(model, output: Path) -> str:
         torch.save(model.state_dict(), weights)
         command = [sys.executable, "-m", "export", "onnx", f"{HERE / 'model.py'}:build", "--weights", str(weights),
                    "--input-shape", "1,3,192,192", "--input-name", "images", "--output-names", "output0",
-                   "--config", str(HERE / "edge_config.json"), "--output", str(output)]
+                   "--opset", "13", "--config", str(HERE / "edge_config.json"), "--output", str(output)]
         done = subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True)
     print(done.stdout, end="")

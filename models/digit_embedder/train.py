@@ -164,7 +164,7 @@ def main() -> int:
         edited.write_text(json.dumps(config))
         command = [sys.executable, "-m", "export", "onnx", f"{HERE / 'model.py'}:build", "--weights", str(weights),
                    "--input-shape", "1,1,32,32", "--input-name", "image", "--output-names", "embedding",
-                   "--config", str(edited), "--output", str(args.output)]
+                   "--opset", "13", "--config", str(edited), "--output", str(args.output)]
         subprocess.run(command, check=True, cwd=ROOT)
     import edge
 

@@ -107,7 +107,7 @@ def main() -> int:
         torch.save(model.state_dict(), weights)
         command = [sys.executable, "-m", "export", "onnx", f"{HERE / 'model.py'}:build", "--weights", str(weights),
                    "--input-shape", "1,1,8,8", "--input-name", "image", "--output-names", "logits",
-                   "--config", str(HERE / "edge_config.json"), "--output", str(args.output)]
+                   "--opset", "13", "--config", str(HERE / "edge_config.json"), "--output", str(args.output)]
         subprocess.run(command, check=True, cwd=ROOT)
     metrics = {
         "train_images": int(len(x_train)), "held_out_images": int(len(x_test)),
