@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from old_runtimes import opencv_loads_face_model
 
 from benchmarks import suite
 from benchmarks.__main__ import main
@@ -153,6 +154,7 @@ def quick_run(tmp_path_factory):
     return done, out
 
 
+@opencv_loads_face_model
 def test_quick_suite_end_to_end_has_baselines_speedups_and_files(quick_run):
     done, out = quick_run
     assert "| model | backend |" in done.stdout
@@ -178,6 +180,7 @@ def test_quick_suite_end_to_end_has_baselines_speedups_and_files(quick_run):
         assert (out / name).is_file()
 
 
+@opencv_loads_face_model
 def test_quick_suite_results_validate_against_the_json_schema(quick_run):
     jsonschema = pytest.importorskip("jsonschema")
     results = json.loads((quick_run[1] / "results.json").read_text())

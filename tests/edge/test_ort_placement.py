@@ -1,6 +1,7 @@
 """Node placement per execution provider, read from ONNX Runtime's own verbose log."""
 
 import pytest
+from old_runtimes import ort_logs_placement
 
 from edge.backends import create_backend
 from edge.backends.ort_placement import parse_placement, placement_note
@@ -35,6 +36,7 @@ def test_note_only_when_a_gpu_provider_shares_the_graph():
     assert "18 of 230 nodes run on the CPU provider" in note and "CUDA" in note and "\n" not in note
 
 
+@ort_logs_placement
 def test_capture_reads_the_real_session_log_and_leaves_stderr_alone(capfd):
     from edge.zoo import resolve_model
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from old_runtimes import digits_drawn_like_training
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "models" / "digit_detector"
@@ -51,6 +52,7 @@ def test_zoo_name_finds_the_digits_of_a_held_out_frame() -> None:
     assert found >= len(classes) - 1, (found, classes, result.class_ids)
 
 
+@digits_drawn_like_training
 @pytest.mark.parametrize("backend", ["onnxruntime-cpu", "opencv"])
 def test_map50_on_held_out_frames_through_the_runtime(backend: str) -> None:
     metrics = evaluate.runtime_map(ONNX, count=60, backend=backend)
@@ -114,6 +116,7 @@ def test_map_agrees_with_pycocotools_ap50() -> None:
     assert abs(coco_ap50 - ours) < 0.02, (coco_ap50, ours)
 
 
+@digits_drawn_like_training
 def test_demo_scene_through_the_camera_app() -> None:
     """The camera app on demo://?scene=digits finds the moving digits (IoU >= 0.5, right class)."""
     done = subprocess.run([sys.executable, "-m", "edge.camera", "--model", "digit_detector", "--source",

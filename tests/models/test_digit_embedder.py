@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from old_runtimes import digits_drawn_like_training
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "models" / "digit_embedder"
@@ -55,6 +56,7 @@ def test_the_embedder_never_trained_on_a_digit() -> None:
     np.testing.assert_array_equal(first, again)  # a pure function of its arguments
 
 
+@digits_drawn_like_training
 def test_digit_recognition_pipeline_on_the_demo_scene() -> None:
     import edge
     from edge.cascade import open_pipeline
