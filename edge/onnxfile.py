@@ -4,8 +4,6 @@ Only the ``onnx`` package is needed (a base dependency). Metadata writes merge w
 existing ``metadata_props``; ``onnx.helper.set_model_props`` would delete them.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple, Union
@@ -127,8 +125,6 @@ def _graph_tensors(graph: Any) -> Iterator[Any]:
 
 
 def _tensor_spec(value_info: Any) -> TensorSpec:
-    from onnx import helper
-
     tensor_type = value_info.type.tensor_type
     shape = []
     for dim in tensor_type.shape.dim:
@@ -136,8 +132,24 @@ def _tensor_spec(value_info: Any) -> TensorSpec:
             shape.append(int(dim.dim_value))
         else:
             shape.append(dim.dim_param or None)
-    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
-    return TensorSpec(value_info.name, tuple(shape), dtype)
+    return TensorSpec(value_info.name, tuple(shape), onnx_np_dtype(tensor_type.elem_type))
+
+
+def onnx_np_dtype(elem_type: int) -> np.dtype:
+    """The numpy dtype of an ONNX ``TensorProto`` element type (KeyError for types numpy lacks).
+
+    ``onnx.helper.tensor_dtype_to_np_dtype`` arrived in onnx 1.13; onnx 1.11 and 1.12 (the JetPack 4.6
+    floor, Debian bookworm's python3-onnx) have only ``onnx.mapping.TENSOR_TYPE_TO_NP_TYPE``, which
+    newer releases remove.
+    """
+    from onnx import helper
+
+    convert = getattr(helper, "tensor_dtype_to_np_dtype", None)
+    if convert is not None:
+        return np.dtype(convert(elem_type))
+    from onnx import mapping
+
+    return np.dtype(mapping.TENSOR_TYPE_TO_NP_TYPE[elem_type])
 
 
 def read_onnx(path: PathLike) -> OnnxInfo:

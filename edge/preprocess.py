@@ -78,14 +78,16 @@ class Preprocessor:
         self._bias = (-np.asarray(spec.mean, np.float64) / std).astype(np.float32)
         self._swap = spec.color == "RGB"
         # Broadcast views with a long inner loop: per plane for NCHW, one row of pixels for NHWC
-        # (an inner loop over 3 channels is several times slower in numpy).
+        # (an inner loop over 3 channels is several times slower in numpy). A uint8 input takes the
+        # pixels as they are, so its views stay float: a negative bias cast to uint8 warns on ARM.
+        view_dtype = np.dtype(np.float32) if self.dtype == np.uint8 else self.dtype
         if input_spec.layout == "NCHW":
-            self._gain_view = self._gain[: self.channels].reshape(-1, 1, 1).astype(self.dtype)
-            self._bias_view = self._bias[: self.channels].reshape(-1, 1, 1).astype(self.dtype)
+            self._gain_view = self._gain[: self.channels].reshape(-1, 1, 1).astype(view_dtype)
+            self._bias_view = self._bias[: self.channels].reshape(-1, 1, 1).astype(view_dtype)
             self._flat = self._out[0]
         else:
-            self._gain_view = np.tile(self._gain[: self.channels], width).astype(self.dtype)
-            self._bias_view = np.tile(self._bias[: self.channels], width).astype(self.dtype)
+            self._gain_view = np.tile(self._gain[: self.channels], width).astype(view_dtype)
+            self._bias_view = np.tile(self._bias[: self.channels], width).astype(view_dtype)
             self._flat = self._out[0].reshape(height, width * self.channels)
         self._identity = bool(np.all(self._gain == 1) and np.all(self._bias == 0))
         self._plans: dict = {}
@@ -98,7 +100,7 @@ class Preprocessor:
         self._normalise = not (self._identity or self.dtype == np.uint8)
         # cheaper passes when the normalisation allows: one scalar gain, no bias
         if np.all(self._gain == self._gain[0]):
-            self._gain_view = self.dtype.type(self._gain[0])
+            self._gain_view = view_dtype.type(self._gain[0])
         if not np.any(self._bias):
             self._bias_view = None
 

@@ -4,15 +4,15 @@ The armhf CI job (``.ci/armhf.sh``) runs these inside an emulated Debian armhf r
 against whatever onnx is installed, with the newer API taken away where it exists.
 """
 
-from __future__ import annotations
-
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from old_runtimes import opencv_loads_face_model
 from onnx import TensorProto, helper
 
 from edge.onnxfile import TensorSpec, onnx_np_dtype, read_onnx
@@ -95,6 +95,7 @@ def test_unknown_element_type_is_a_key_error(onnx_1_12):
         onnx_np_dtype(TensorProto.UNDEFINED)
 
 
+@opencv_loads_face_model
 def test_face_detector_on_onnx_1_12(onnx_1_12, face_model_path: Path, astronaut):
     """The shipped BlazeFace on the opencv backend (no ONNX Runtime), as the armhf root runs it."""
     pytest.importorskip("cv2")
@@ -108,3 +109,20 @@ def test_face_detector_on_onnx_1_12(onnx_1_12, face_model_path: Path, astronaut)
     # The astronaut's face (512x512 sample): centre near (225, 127), about 93 px wide.
     assert abs((x1 + x2) / 2 - 225) < 10 and abs((y1 + y2) / 2 - 127) < 10
     assert 80 < x2 - x1 < 106
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_uint8_input_with_a_normalisation_builds_without_warnings(layout):
+    # numpy >= 1.24 on ARM warns "invalid value encountered in cast" when a negative float becomes
+    # uint8 (x86 wraps silently); a uint8 input takes raw pixels, so nothing may be cast there.
+    from edge.config import InputSpec, PreprocessSpec
+    from edge.preprocess import Preprocessor
+
+    shape = (1, 3, 6, 8) if layout == "NCHW" else (1, 6, 8, 3)
+    spec = PreprocessSpec(color="BGR", resize="stretch", scale=1 / 255, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4))
+    image = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, _ = Preprocessor(InputSpec("image", shape, layout, "uint8"), spec)(image)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0].transpose(1, 2, 0) if layout == "NCHW" else out[0], image)
