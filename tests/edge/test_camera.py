@@ -480,3 +480,24 @@ def test_signal_names_and_exit_codes(signum, name, code):
     with pytest.raises(KeyboardInterrupt):
         signals.handle(signal.SIGINT if signum == signal.SIGTERM else signal.SIGTERM, None)  # the first one counts
     assert (signals.name, signals.exit_code) == (name, code)
+
+
+def test_an_import_cut_short_by_a_stop_signal_is_the_stop_not_a_traceback(monkeypatch, capsys):
+    """A SIGINT landing inside numpy's import surfaces as ImportError (seen under emulation): exit 130, one line."""
+    import edge.camera as camera
+
+    def interrupted_run(args, say, signals):
+        signals.signum, signals.requested = signal.SIGINT, True  # what the handler records before it raises
+        raise ImportError('PyCapsule_Import could not import module "datetime"')  # what the import turns it into
+
+    monkeypatch.setattr(camera, "run", interrupted_run)
+    monkeypatch.setattr(camera.Signals, "install", lambda self: None)
+    assert camera.main(["--source", "demo://", "--headless"]) == 130
+    assert "stopped by Ctrl-C" in capsys.readouterr().err
+
+    def broken_run(args, say, signals):
+        raise ImportError("a real missing module")
+
+    monkeypatch.setattr(camera, "run", broken_run)
+    with pytest.raises(ImportError, match="a real missing module"):
+        camera.main(["--source", "demo://", "--headless"])
