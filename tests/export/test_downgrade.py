@@ -177,7 +177,10 @@ ACCEPTED = [
 @pytest.mark.parametrize("what, model, path, crossed", ACCEPTED, ids=[a[0] for a in ACCEPTED])
 def test_lowered_model_computes_the_same_on_onnx_runtime(what, model, path, crossed):
     lowered, lines = lower_opset(model, 13)
-    assert default_opset(lowered) == 13 and f"({path}" in lines[0] and crossed in lines[0]
+    assert default_opset(lowered) == 13 and crossed in lines[0]
+    # onnx's converter gained adapters over its releases (the one on Python 3.8 has no Resize-18 -> 13):
+    # where it cannot, the checked relabel takes over and must reach the same result
+    assert f"({path}" in lines[0] or (path == "onnx.version_converter" and "(relabel" in lines[0]), lines[0]
     onnx.checker.check_model(lowered, full_check=True)
     onnx.shape_inference.infer_shapes(lowered, check_type=True, strict_mode=True)
     feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)}
