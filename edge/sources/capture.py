@@ -11,10 +11,11 @@ decides; ``?finite=0|1`` overrides.) The opener is injectable: any callable retu
 VideoCapture-like object.
 """
 
+import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from edge.cv import has_gstreamer, require_cv2
 from edge.errors import EdgeError
@@ -307,12 +308,76 @@ def _v4l2_error(spec: SourceSpec) -> EdgeError:
     )
 
 
-def gstreamer_opener(pipeline: str) -> Opener:
-    """Opener for a GStreamer pipeline that ends in appsink."""
+#: seconds a GStreamer pipeline may take to start before it is reported as stuck (EDGE_GST_OPEN_TIMEOUT_S overrides)
+GST_OPEN_TIMEOUT_S = 20.0
+#: where a missing element usually comes from
+GST_PACKAGES = {"v4l2src": "gstreamer1.0-plugins-good", "rtspsrc": "gstreamer1.0-plugins-good",
+                "rtph264depay": "gstreamer1.0-plugins-good", "jpegdec": "gstreamer1.0-plugins-good",
+                "h264parse": "gstreamer1.0-plugins-bad", "avdec_h264": "gstreamer1.0-libav",
+                "x264enc": "gstreamer1.0-plugins-ugly", "videotestsrc": "gstreamer1.0-plugins-base",
+                "videoconvert": "gstreamer1.0-plugins-base", "appsink": "gstreamer1.0-plugins-base",
+                "nvarguscamerasrc": "JetPack's nvidia-l4t-gstreamer (Jetson only)",
+                "nvvidconv": "JetPack's nvidia-l4t-gstreamer (Jetson only)",
+                "nvv4l2decoder": "JetPack's nvidia-l4t-gstreamer (Jetson only)"}
+
+
+def pipeline_elements(pipeline: str) -> List[str]:
+    """The element names of a gst-launch pipeline, in order (caps filters and properties left out)."""
+    names = []
+    for part in pipeline.split("!"):
+        words = part.split()
+        if words and "/" not in words[0] and "=" not in words[0] and not words[0].startswith("("):
+            names.append(words[0])
+    return names
+
+
+def missing_gst_elements(pipeline: str) -> List[str]:
+    """Elements of ``pipeline`` that gst-inspect-1.0 says are not installed ([] where the tool is absent)."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("gst-inspect-1.0")
+    if tool is None:
+        return []
+    missing = []
+    for name in pipeline_elements(pipeline):
+        try:
+            done = subprocess.run([tool, "--exists", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return []
+        if done.returncode != 0:
+            missing.append(name)
+    return missing
+
+
+def gstreamer_opener(pipeline: str, timeout_s: Optional[float] = None) -> Opener:
+    """Opener for a GStreamer pipeline that ends in appsink.
+
+    OpenCV 4.x never returns from opening a pipeline whose element is not installed, so: elements are checked
+    with gst-inspect-1.0 where it exists, and the open itself runs on a helper thread that may take at most
+    ``timeout_s`` (GST_OPEN_TIMEOUT_S) before the source is reported as stuck, in one line.
+    """
+    limit = float(os.environ.get("EDGE_GST_OPEN_TIMEOUT_S", GST_OPEN_TIMEOUT_S)) if timeout_s is None else timeout_s
 
     def open_pipeline() -> Any:
         cv2 = require_cv2("GStreamer capture")
-        return cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+        missing = missing_gst_elements(pipeline)
+        if missing:
+            raise EdgeError(f"GStreamer element '{missing[0]}' is not installed",
+                            fix=f"install {GST_PACKAGES.get(missing[0], 'the GStreamer plugin package that has it')}"
+                                f" (gst-inspect-1.0 {missing[0]} checks)", where=f"gst://{pipeline}")
+        opened: List[Any] = []
+        worker = threading.Thread(target=lambda: opened.append(cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)),
+                                  name="edge-gst-open", daemon=True)
+        worker.start()
+        worker.join(limit)
+        if worker.is_alive() or not opened:
+            raise EdgeError(f"the GStreamer pipeline did not start within {limit:g} s (an element that is not "
+                            "installed, or a device that does not answer)",
+                            fix="check each element with gst-inspect-1.0 NAME and the pipeline with gst-launch-1.0; "
+                                "EDGE_GST_OPEN_TIMEOUT_S allows longer", where=f"gst://{pipeline}")
+        return opened[0]
 
     return open_pipeline
 

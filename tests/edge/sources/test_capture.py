@@ -405,3 +405,51 @@ def test_the_camera_app_reports_skipped_frames(tmp_path):
     summary = json.loads(summary_json.read_text())
     assert summary["frames"] == 59 and summary["skipped_frames"] == 1
     assert "1 undecodable frame skipped" in done.stderr
+
+
+def test_gst_pipeline_elements_are_read_from_the_pipeline_text():
+    from edge.sources.capture import pipeline_elements
+
+    text = ("v4l2src device=/dev/video0 ! video/x-raw,width=640 ! videoconvert ! "
+            "video/x-raw,format=BGR ! appsink drop=true")
+    assert pipeline_elements(text) == ["v4l2src", "videoconvert", "appsink"]
+
+
+def test_a_gst_pipeline_that_never_starts_is_a_one_line_error_not_a_hang(monkeypatch):
+    """OpenCV 4.x never returns from opening a pipeline with an element that is not installed (seen on Debian's
+    OpenCV 4.6): the open has a time limit."""
+    import threading
+
+    from edge.sources import capture
+
+    release = threading.Event()
+
+    class StuckCapture:
+        def __init__(self, *args):
+            release.wait(30)  # what cv2.VideoCapture does there: never returns
+
+    fake_cv2 = type("cv2", (), {"VideoCapture": StuckCapture, "CAP_GSTREAMER": 1800})
+    monkeypatch.setattr(capture, "require_cv2", lambda what: fake_cv2)
+    monkeypatch.setattr(capture, "missing_gst_elements", lambda pipeline: [])
+    try:
+        with pytest.raises(EdgeError, match=r"did not start within 0.2 s .*gst-inspect-1.0 NAME"):
+            capture.gstreamer_opener("edgenosuchsrc ! videoconvert ! appsink", timeout_s=0.2)()
+    finally:
+        release.set()
+
+
+def test_a_missing_gst_element_is_named_with_its_package(monkeypatch):
+    from edge.sources import capture
+
+    monkeypatch.setattr(capture, "require_cv2", lambda what: object())
+    monkeypatch.setattr(capture, "missing_gst_elements", lambda pipeline: ["v4l2src"])
+    with pytest.raises(EdgeError, match="GStreamer element 'v4l2src' is not installed.*gstreamer1.0-plugins-good"):
+        capture.gstreamer_opener("v4l2src ! videoconvert ! appsink")()
+
+
+@pytest.mark.skipif(not has_gstreamer(), reason="needs OpenCV built with GStreamer (Debian's python3-opencv)")
+def test_a_gst_source_with_an_element_that_does_not_exist_ends_in_one_line_for_real(monkeypatch):
+    monkeypatch.setenv("EDGE_GST_OPEN_TIMEOUT_S", "5")
+    with pytest.raises(EdgeError, match="edgenosuchsrc|did not start within 5 s|cannot open"):
+        with open_source("gst://edgenosuchsrc ! videoconvert ! appsink") as source:
+            next(iter(source))
