@@ -137,8 +137,9 @@ def parse_jetson_clocks_show(text: Optional[str]) -> Optional[bool]:
 # ------------------------------------------------------------------ reading the machine
 
 
-def run_command(command: List[str], timeout_s: float = 10.0) -> Optional[str]:
-    """stdout+stderr of a command, or None when it is missing, fails to start, exits non-zero or hangs."""
+def run_command(command: List[str], timeout_s: float = 10.0, any_exit: bool = False) -> Optional[str]:
+    """stdout+stderr of a command, or None when it is missing, fails to start, hangs or (unless ``any_exit``:
+    ``systemctl is-active`` exits 3 for "inactive") exits non-zero."""
     if shutil.which(command[0]) is None:
         return None
     try:
@@ -146,7 +147,7 @@ def run_command(command: List[str], timeout_s: float = 10.0) -> Optional[str]:
                               universal_newlines=True, timeout=timeout_s)  # noqa: UP021 - text= is 3.7+
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout if done.returncode == 0 else None
+    return done.stdout if done.returncode == 0 or any_exit else None
 
 
 def read_bytes(path: Path) -> Optional[bytes]:

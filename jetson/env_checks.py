@@ -15,8 +15,6 @@ import argparse
 import os
 import platform
 import re
-import shutil
-import subprocess
 import sys
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -152,18 +150,6 @@ def _read(path: str, binary: bool = False) -> Any:
             return handle.read()
     except (OSError, UnicodeDecodeError):
         return None
-
-
-def _run(command: List[str], timeout_s: float = 10.0) -> Optional[str]:
-    """stdout+stderr of a command, or None when it is missing, fails to start or hangs."""
-    if shutil.which(command[0]) is None:
-        return None
-    try:
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              universal_newlines=True, timeout=timeout_s)  # noqa: UP021 - text= is 3.7+
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout
 
 
 def probe_board(state: Dict[str, Any]) -> List[Finding]:
@@ -348,7 +334,7 @@ def probe_cameras(state: Dict[str, Any]) -> List[Finding]:
         findings.append(Finding(WARN, "camera", f"no read/write access to {', '.join(denied)}",
                                 "sudo usermod -aG video $USER, then log out and in again"))
     if any(camera.kind == "csi" for camera in cameras):
-        status = _run(["systemctl", "is-active", "nvargus-daemon"])
+        status = board.run_command(["systemctl", "is-active", "nvargus-daemon"], any_exit=True)
         if status is not None and status.strip() != "active":
             findings.append(Finding(WARN, "camera", f"nvargus-daemon is {status.strip() or 'not running'}: csi:// "
                                     "cannot start", "sudo systemctl restart nvargus-daemon"))
@@ -359,7 +345,7 @@ def probe_power(state: Dict[str, Any]) -> List[Finding]:
     """nvpmodel power mode: anything but MAXN is slower than the published numbers."""
     if not state.get("on_jetson"):
         return []
-    output = _run(["nvpmodel", "-q"])
+    output = board.run_command(["nvpmodel", "-q"], any_exit=True)
     mode = parse_nvpmodel(output)
     if mode is None:
         return [Finding(INFO, "power", "nvpmodel not found or unreadable; clocks unknown")]
