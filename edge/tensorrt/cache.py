@@ -80,8 +80,9 @@ def canonical_profiles(profiles: Optional[Mapping[str, Sequence[Sequence[int]]]]
 
 @dataclass(frozen=True)
 class EngineKey:
-    """What makes a plan valid: ONNX bytes, precision, profiles, TensorRT, GPU, platform and DLA core. Not the
-    workspace: it changes how long the build searches, not whether the plan can run here."""
+    """What makes a plan valid: ONNX bytes, precision, profiles, TensorRT, GPU, platform, DLA core and, for an
+    int8 plan calibrated on images, the calibration set (its images and the preprocessing they went through).
+    Not the workspace: it changes how long the build searches, not whether the plan can run here."""
 
     onnx_sha256: str
     precision: str
@@ -90,24 +91,31 @@ class EngineKey:
     compute_capability: str  # "8.7"
     platform: str  # "L4T R36.4.3" or "x86_64 Linux"
     dla_core: Optional[int] = None
+    calibration_sha256: Optional[str] = None
 
     @classmethod
     def create(cls, onnx_sha256: str, precision: str, profiles: Optional[Mapping[str, Sequence[Sequence[int]]]],
                tensorrt_version: str, compute_capability: Union[str, Sequence[int]], platform: Optional[str] = None,
-               dla_core: Optional[int] = None) -> "EngineKey":
+               dla_core: Optional[int] = None, calibration_sha256: Optional[str] = None) -> "EngineKey":
         """A key with canonical profiles and compute capability; ``platform`` defaults to this machine's."""
         return cls(onnx_sha256, precision, canonical_profiles(profiles), str(tensorrt_version), _cc(compute_capability),
-                   platform if platform is not None else platform_id(), None if dla_core is None else int(dla_core))
+                   platform if platform is not None else platform_id(), None if dla_core is None else int(dla_core),
+                   calibration_sha256)
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-ready form (profiles as {name: [min, opt, max]})."""
-        return dict(asdict(self), profiles={name: [list(s) for s in shapes] for name, shapes in self.profiles})
+        """JSON-ready form (profiles as {name: [min, opt, max]}). A key without a calibration set leaves the field
+        out, so the keys (and digests) of plans cached before it existed stay the same."""
+        data = dict(asdict(self), profiles={name: [list(s) for s in shapes] for name, shapes in self.profiles})
+        if data["calibration_sha256"] is None:
+            del data["calibration_sha256"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "EngineKey":
         """Inverse of :meth:`to_dict`; KeyError/TypeError/ValueError on a malformed dict."""
         return cls.create(data["onnx_sha256"], data["precision"], data["profiles"], data["tensorrt_version"],
-                          data["compute_capability"], data["platform"], data.get("dla_core"))
+                          data["compute_capability"], data["platform"], data.get("dla_core"),
+                          data.get("calibration_sha256"))
 
     def digest(self) -> str:
         """Short stable hex name of this key: 16 hex digits of the sha256 of its sorted, compact JSON."""
@@ -120,11 +128,32 @@ def stale_reason(old: EngineKey, new: EngineKey) -> str:
     if old.onnx_sha256 != new.onnx_sha256:
         return (f"the ONNX file changed since its engine was built (sha256 {old.onnx_sha256[:12]}… → "
                 f"{new.onnx_sha256[:12]}…): rebuilding")
+    if old.calibration_sha256 != new.calibration_sha256:
+        return ("the int8 calibration set (its images or their preprocessing) changed since its engine was built: "
+                "rebuilding")
     for field, label in (("tensorrt_version", "TensorRT"), ("compute_capability", "compute capability"),
                          ("platform", "platform")):
         if getattr(old, field) != getattr(new, field):
             return f"engine was built for {label} {getattr(old, field)}, this is {getattr(new, field)}: rebuilding"
     return "engine was built with other settings: rebuilding"
+
+
+def calibration_set_sha256(calibration: Any) -> Optional[str]:
+    """sha256 of an int8 calibration set on images: the images the calibrator reads (names and bytes, in its
+    order and number) and the preprocessing they go through (the edge config given, else the ONNX file's own,
+    which its sha256 already covers). None without images (no calibration, or a custom calibrator factory)."""
+    images = getattr(calibration, "images", None)
+    if images is None:
+        return None
+    from edge.tensorrt.calibrator import calibration_images
+
+    digest = hashlib.sha256()
+    for path in calibration_images(Path(images), int(getattr(calibration, "max_images", 500))):
+        digest.update(path.name.encode("utf-8") + b"\0" + sha256_file(path).encode("ascii") + b"\n")
+    config = getattr(calibration, "config", None)
+    if config is not None:
+        digest.update(b"config\0" + config.to_json().encode("utf-8"))
+    return digest.hexdigest()
 
 
 class BuildLock:
@@ -305,8 +334,10 @@ class EngineCache:
         precision = getattr(options, "precision", None)
         if not precision:
             raise ValueError("engine_for needs a resolved precision (fp32, fp16 or int8), got None")
+        calibration = getattr(options, "calibration", None) if precision == "int8" else None
         return EngineKey.create(sha256_file(onnx_path), precision, getattr(options, "profiles", None) or {},
-                                trt_version, device.compute_capability, dla_core=getattr(options, "dla_core", None))
+                                trt_version, device.compute_capability, dla_core=getattr(options, "dla_core", None),
+                                calibration_sha256=calibration_set_sha256(calibration))
 
     def _superseded(self, key: EngineKey, onnx_path: Path) -> List[Tuple[EngineKey, Path]]:
         """Other cached plans asking the same (precision, profiles, DLA) of the same ONNX bytes or path; the same

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, List
 
+import numpy as np
 import pytest
 from tiny_models import make_colour_classifier
 
@@ -28,6 +29,7 @@ from edge.tensorrt.cache import (
     l4t_release,
     parse_iso_time,
     platform_id,
+    stale_reason,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,12 +83,53 @@ def engine_for(cache: EngineCache, path: Path, builds: Builds, lines: List[str],
     ("onnx_sha256", "cd" * 32), ("precision", "fp32"), ("precision", "int8"),
     ("profiles", {"image": [[1, 3, 8, 8], [2, 3, 8, 8], [8, 3, 8, 8]]}), ("profiles", {}),
     ("tensorrt_version", "8.5.2.2"), ("compute_capability", (7, 2)), ("platform", "x86_64 Linux"), ("dla_core", 0),
+    ("calibration_sha256", "ef" * 32),
 ])
 def test_key_changes_with_each_field(field, value):
     base = EngineKey.create(**BASE_KEY)
     other = EngineKey.create(**dict(BASE_KEY, **{field: value}))
     assert other != base and other.digest() != base.digest()
 
+
+def test_a_key_without_calibration_keeps_the_digest_of_plans_cached_before_the_field():
+    key = EngineKey.create(**BASE_KEY)
+    assert "calibration_sha256" not in key.to_dict()
+    before = dict(BASE_KEY, profiles=BASE_KEY["profiles"], compute_capability="8.7")  # the dict an older edge hashed
+    canonical = json.dumps(before, sort_keys=True, separators=(",", ":"))
+    assert key.digest() == hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+    calibrated = EngineKey.create(**dict(BASE_KEY, precision="int8", calibration_sha256="ef" * 32))
+    assert EngineKey.from_dict(json.loads(json.dumps(calibrated.to_dict()))) == calibrated
+
+
+def test_the_int8_key_follows_the_calibration_images_and_their_preprocessing(cache, onnx_path, tmp_path):
+    """Issue 12's known gap: a plan calibrated on other images (or another preprocessing) is not reused."""
+    import cv2
+    from tiny_models import colour_classifier_config
+
+    from edge.config import EdgeConfig
+    from edge.tensorrt.builder import Calibration
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(folder / f"f{k}.png"), np.full((8, 8, 3), 40 * k, np.uint8))
+
+    def key(**calibration):
+        opts = options(precision="int8", calibration=Calibration(images=folder, **calibration))
+        return cache.key_for(onnx_path, opts, device=ORIN, trt_version="10.3.0")
+
+    first = key()
+    assert first.calibration_sha256 is not None and key() == first  # stable
+    cv2.imwrite(str(folder / "f1.png"), np.full((8, 8, 3), 99, np.uint8))
+    changed = key()
+    assert changed.calibration_sha256 != first.calibration_sha256
+    assert "calibration set" in stale_reason(first, changed)
+    assert key(max_images=2) != changed  # fewer images read: another set
+    config = EdgeConfig.from_dict(colour_classifier_config())
+    assert key(config=config) != changed  # the preprocessing the images go through
+    fp16 = cache.key_for(onnx_path, options(precision="fp16", calibration=Calibration(images=folder)), device=ORIN,
+                         trt_version="10.3.0")
+    assert fp16.calibration_sha256 is None  # only int8 is calibrated
 
 def test_key_digest_is_short_stable_and_canonical():
     key = EngineKey.create(**BASE_KEY)
