@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.tasks import (
+from benchmarks.task_rows import (
     CASES,
     MASK_SIDE,
     OVERLAYS,
@@ -14,10 +14,8 @@ from benchmarks.tasks import (
     blocked_us,
     inputs,
     instance_masks,
-    main,
-    report,
-    run,
 )
+from benchmarks.tasks import main, report, run
 
 
 @pytest.fixture(scope="module")
