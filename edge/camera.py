@@ -157,11 +157,9 @@ def _check_source(source_uri: str) -> None:
 
     spec = parse_source(source_uri)
     if spec.kind == "csi":
-        from edge.sources import capture
+        from edge.sources.openers import _require_csi
 
-        require_csi = getattr(capture, "_require_csi", None)
-        if require_csi is not None:
-            require_csi(source_uri)
+        _require_csi(source_uri)
 
 
 def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -> int:

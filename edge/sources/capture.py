@@ -11,18 +11,24 @@ decides; ``?finite=0|1`` overrides.) The opener is injectable: any callable retu
 VideoCapture-like object.
 """
 
-import os
 import sys
 import threading
-from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from edge.cv import has_gstreamer, require_cv2
 from edge.errors import EdgeError
 from edge.sources.base import Grabbed, Source, check_frame_size, now_s
-from edge.sources.uri import SourceSpec, csi_pipeline, finite_pipeline, is_jetson, redact_url, rtsp_pipeline
-
-Opener = Callable[[], Any]  # returns an object with isOpened(), read(), release(), get(), set()
+from edge.sources.openers import (
+    LIST_CAMERAS_FIX,
+    Opener,
+    _require_csi,
+    _require_gstreamer,
+    _v4l2_error,
+    ffmpeg_opener,
+    gstreamer_opener,
+    v4l2_opener,
+)
+from edge.sources.uri import SourceSpec, csi_pipeline, finite_pipeline, redact_url, rtsp_pipeline
 
 DEFAULT_RECONNECT = 5
 BACKOFF_S = (0.25, 4.0)  # first wait, longest wait; doubles in between
@@ -30,11 +36,6 @@ _JOIN_TIMEOUT_S = 3.0
 # Failed reads in a row after which a video file that declares no frame count counts as ended
 # (a corrupt frame fails once; then the decoder goes on with the next one).
 MAX_SKIPPED_IN_A_ROW = 25
-LIST_CAMERAS_FIX = "list cameras with: python -m edge.camera --list-cameras"
-NO_GSTREAMER_FIX = (
-    "pip's opencv-python has no GStreamer; use JetPack's OpenCV: pip uninstall opencv-python "
-    "opencv-contrib-python, and make the venv with python3 -m venv --system-site-packages"
-)
 
 
 class VideoFileSource(Source):
@@ -269,147 +270,6 @@ class LiveCaptureSource(Source):
                 # reader releases the capture itself as soon as read() returns.
                 return
         self._release_capture()
-
-
-# -- openers for each kind ------------------------------------------------------------------
-def v4l2_opener(spec: SourceSpec) -> Opener:
-    """Opener for a V4L2 camera (index or /dev path) applying width/height/fps/fourcc options."""
-
-    def open_camera() -> Any:
-        cv2 = require_cv2("reading cameras")
-        api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
-        cap = cv2.VideoCapture(spec.target, api)
-        if cap.isOpened():
-            fourcc = spec.options.get("fourcc")
-            if fourcc:  # before the size: the size a camera offers depends on the format
-                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*fourcc))
-            for key, prop in (
-                ("width", cv2.CAP_PROP_FRAME_WIDTH),
-                ("height", cv2.CAP_PROP_FRAME_HEIGHT),
-                ("fps", cv2.CAP_PROP_FPS),
-            ):
-                if key in spec.options:
-                    cap.set(prop, float(spec.options[key]))
-        return cap
-
-    return open_camera
-
-
-def _v4l2_error(spec: SourceSpec) -> EdgeError:
-    target = spec.target
-    if isinstance(target, int):
-        return EdgeError(f"no camera at index {target}", fix=LIST_CAMERAS_FIX, where=f"source {spec.uri}")
-    if not Path(str(target)).exists():
-        return EdgeError(f"no camera at {target}", fix=LIST_CAMERAS_FIX, where=f"source {spec.uri}")
-    return EdgeError(
-        f"cannot open camera {target} (busy, or not a capture node)",
-        fix=f"close other apps using it (fuser {target}); {LIST_CAMERAS_FIX}",
-        where=f"source {spec.uri}",
-    )
-
-
-#: seconds a GStreamer pipeline may take to start before it is reported as stuck (EDGE_GST_OPEN_TIMEOUT_S overrides)
-GST_OPEN_TIMEOUT_S = 20.0
-#: where a missing element usually comes from
-GST_PACKAGES = {"v4l2src": "gstreamer1.0-plugins-good", "rtspsrc": "gstreamer1.0-plugins-good",
-                "rtph264depay": "gstreamer1.0-plugins-good", "jpegdec": "gstreamer1.0-plugins-good",
-                "h264parse": "gstreamer1.0-plugins-bad", "avdec_h264": "gstreamer1.0-libav",
-                "x264enc": "gstreamer1.0-plugins-ugly", "videotestsrc": "gstreamer1.0-plugins-base",
-                "videoconvert": "gstreamer1.0-plugins-base", "appsink": "gstreamer1.0-plugins-base",
-                "nvarguscamerasrc": "JetPack's nvidia-l4t-gstreamer (Jetson only)",
-                "nvvidconv": "JetPack's nvidia-l4t-gstreamer (Jetson only)",
-                "nvv4l2decoder": "JetPack's nvidia-l4t-gstreamer (Jetson only)"}
-
-
-def pipeline_elements(pipeline: str) -> List[str]:
-    """The element names of a gst-launch pipeline, in order (caps filters and properties left out)."""
-    names = []
-    for part in pipeline.split("!"):
-        words = part.split()
-        if words and "/" not in words[0] and "=" not in words[0] and not words[0].startswith("("):
-            names.append(words[0])
-    return names
-
-
-def missing_gst_elements(pipeline: str) -> List[str]:
-    """Elements of ``pipeline`` that gst-inspect-1.0 says are not installed ([] where the tool is absent)."""
-    import shutil
-    import subprocess
-
-    tool = shutil.which("gst-inspect-1.0")
-    if tool is None:
-        return []
-    missing = []
-    for name in pipeline_elements(pipeline):
-        try:
-            done = subprocess.run([tool, "--exists", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return []
-        if done.returncode != 0:
-            missing.append(name)
-    return missing
-
-
-def gstreamer_opener(pipeline: str, timeout_s: Optional[float] = None) -> Opener:
-    """Opener for a GStreamer pipeline that ends in appsink.
-
-    OpenCV 4.x never returns from opening a pipeline whose element is not installed, so: elements are checked
-    with gst-inspect-1.0 where it exists, and the open itself runs on a helper thread that may take at most
-    ``timeout_s`` (GST_OPEN_TIMEOUT_S) before the source is reported as stuck, in one line.
-    """
-    limit = float(os.environ.get("EDGE_GST_OPEN_TIMEOUT_S", GST_OPEN_TIMEOUT_S)) if timeout_s is None else timeout_s
-
-    def open_pipeline() -> Any:
-        cv2 = require_cv2("GStreamer capture")
-        missing = missing_gst_elements(pipeline)
-        if missing:
-            raise EdgeError(f"GStreamer element '{missing[0]}' is not installed",
-                            fix=f"install {GST_PACKAGES.get(missing[0], 'the GStreamer plugin package that has it')}"
-                                f" (gst-inspect-1.0 {missing[0]} checks)", where=f"gst://{pipeline}")
-        opened: List[Any] = []
-        worker = threading.Thread(target=lambda: opened.append(cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)),
-                                  name="edge-gst-open", daemon=True)
-        worker.start()
-        worker.join(limit)
-        if worker.is_alive() or not opened:
-            raise EdgeError(f"the GStreamer pipeline did not start within {limit:g} s (an element that is not "
-                            "installed, or a device that does not answer)",
-                            fix="check each element with gst-inspect-1.0 NAME and the pipeline with gst-launch-1.0; "
-                                "EDGE_GST_OPEN_TIMEOUT_S allows longer", where=f"gst://{pipeline}")
-        return opened[0]
-
-    return open_pipeline
-
-
-def ffmpeg_opener(url: str) -> Opener:
-    """Opener for a network stream through OpenCV's FFmpeg backend."""
-
-    def open_stream() -> Any:
-        cv2 = require_cv2("network streams")
-        return cv2.VideoCapture(url, cv2.CAP_FFMPEG)
-
-    return open_stream
-
-
-def _require_gstreamer(what: str, uri: str) -> None:
-    require_cv2(what)
-    if not has_gstreamer():
-        raise EdgeError(
-            f"{what} needs OpenCV built with GStreamer, and this cv2 has none",
-            fix=NO_GSTREAMER_FIX,
-            where=f"source {uri}",
-        )
-
-
-def _require_csi(uri: str) -> None:
-    _require_gstreamer("a CSI camera (csi://)", uri)
-    if not is_jetson():  # OpenCV can hang for good on a pipeline whose elements do not exist
-        raise EdgeError(
-            "a CSI camera (csi://) needs a Jetson: nvarguscamerasrc comes with JetPack",
-            fix="on this machine use a USB camera (0 or /dev/video0), a video file, or demo://",
-            where=f"source {uri}",
-        )
 
 
 def open_live(spec: SourceSpec, opener: Optional[Opener] = None) -> LiveCaptureSource:

@@ -408,7 +408,7 @@ def test_the_camera_app_reports_skipped_frames(tmp_path):
 
 
 def test_gst_pipeline_elements_are_read_from_the_pipeline_text():
-    from edge.sources.capture import pipeline_elements
+    from edge.sources.openers import pipeline_elements
 
     text = ("v4l2src device=/dev/video0 ! video/x-raw,width=640 ! videoconvert ! "
             "video/x-raw,format=BGR ! appsink drop=true")
@@ -420,7 +420,7 @@ def test_a_gst_pipeline_that_never_starts_is_a_one_line_error_not_a_hang(monkeyp
     OpenCV 4.6): the open has a time limit."""
     import threading
 
-    from edge.sources import capture
+    from edge.sources import openers as capture
 
     release = threading.Event()
 
@@ -439,7 +439,7 @@ def test_a_gst_pipeline_that_never_starts_is_a_one_line_error_not_a_hang(monkeyp
 
 
 def test_a_missing_gst_element_is_named_with_its_package(monkeypatch):
-    from edge.sources import capture
+    from edge.sources import openers as capture
 
     monkeypatch.setattr(capture, "require_cv2", lambda what: object())
     monkeypatch.setattr(capture, "missing_gst_elements", lambda pipeline: ["v4l2src"])
