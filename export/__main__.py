@@ -1,7 +1,7 @@
 """``edge-export``: turn trained models into ONNX files that edge runs with no extra flags.
 
-Commands: onnx (convert + embed the edge config + check), inspect, verify, engine (build, list or
-clear TensorRT engines for this board), deepstream, triton.
+Commands: onnx (convert + embed the edge config + check), quantize (fp16 / int8 copies), inspect,
+verify, engine (build, list or clear TensorRT engines for this board), deepstream, triton.
 Each command is a module in export/commands/ with ``add_arguments(parser)`` and ``run(args)``.
 """
 
@@ -15,7 +15,7 @@ from typing import List, Optional
 from edge.errors import EdgeError
 from edge.flags import program_name
 
-COMMANDS = ("onnx", "inspect", "verify", "engine", "deepstream", "triton")
+COMMANDS = ("onnx", "quantize", "inspect", "verify", "engine", "deepstream", "triton")
 
 
 def _plain(doc: str) -> str:
