@@ -54,9 +54,6 @@ examples:
 """
 
 
-_CPU_BACKENDS = ("onnxruntime-cpu", "opencv")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (flags shared with the rest of edge: --model, --source, --backend, --output)."""
     parser = argparse.ArgumentParser(prog="python -m edge.camera", description=__doc__.split("\n\n")[0],
@@ -68,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "onnxruntime-cuda, onnxruntime-tensorrt, opencv")
     run.add_argument("--threads", type=int, help="CPU threads for inference (default: the backend's choice)")
     run.add_argument("--precision", choices=["fp32", "fp16", "int8"],
-                     help="GPU backends: engine precision (default: fp16 where the GPU has fast fp16)")
-    run.add_argument("--calib-images", metavar="DIR", help="tensorrt int8: calibration images (a few hundred frames)")
+                     help="TensorRT: engine precision (default: fp16 where the GPU has fast fp16); CPU backends: "
+                     "run a reduced file (the model's own, its edge-export quantize sibling, or one made once here)")
+    run.add_argument("--calib-images", metavar="DIR", help="int8: calibration images (a few hundred frames); CPU "
+                     "backends quantize the model with them once (cached)")
     run.add_argument("--threshold", type=float, help="minimum score to report (default: from the model)")
     two = parser.add_argument_group("two stages (a detector, then a model on each detection's crop)")
     two.add_argument("--then", metavar="MODEL", help="second model, run on a crop of each detection of --model: "
@@ -209,9 +208,6 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
             signals.check()
         if not args.quiet:
             say(f"model: {model.describe()}")
-        if (args.precision or args.calib_images) and model.backend.name in _CPU_BACKENDS:
-            say(f"note: --precision/--calib-images build TensorRT engines; {model.backend.name} runs the model "
-                "file's own precision (they are ignored here)")
         check_outputs_for_task(args.output, model.task)  # mask images need a segmentation model
         tracker = _tracker(model, args.track)
         if tracker is not None and not args.quiet:

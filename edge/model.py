@@ -30,6 +30,7 @@ from edge.config import (
 from edge.decoders import build_decoder
 from edge.errors import EdgeError
 from edge.onnxfile import OnnxInfo, read_onnx
+from edge.precision import RunFile, file_to_run, report_run_notes
 from edge.preprocess import Preprocessor
 from edge.transform import Transform
 from edge.zoo import resolve_model
@@ -148,9 +149,14 @@ class Model:
             if plan:
                 self.backend.close()
             raise
+        #: on a CPU backend asked for a precision: the (reduced) file that runs instead of self.path
+        self.running: Optional[RunFile] = None
         if not plan:  # after the config checks: a bad config fails before a slow session or engine build
             options = dict(backend_options or {}, edge_config=self.config)  # e.g. int8 calibration preprocessing
-            self.backend = create_backend(self.path, backend, threads=threads, options=options, report=report)
+            self.running = file_to_run(self.path, backend, options, self.config, report)
+            runs = self.running.path if self.running is not None else self.path
+            self.backend = create_backend(runs, backend, threads=threads, options=options, report=report)
+            report_run_notes(self.running, self.backend.name, report)
         self.last_timings_ms: Dict[str, float] = {}
 
     def _configure(self, info: OnnxInfo, config: Optional[Mapping[str, Any]],
@@ -205,10 +211,11 @@ class Model:
         return self.config.task
 
     def describe(self) -> str:
-        """One line: model, input, backend."""
+        """One line: model, input, backend (and the file that runs, when a precision was asked of a CPU backend)."""
         w, h = self.config.input.size_wh
+        running = f", running {self.running.describe()}" if self.running is not None else ""
         return (f"{self.config.name or self.path.stem} ({self.config.task}, {w}x{h} {self.config.preprocess.resize}) "
-                f"on {self.backend.describe()}")
+                f"on {self.backend.describe()}{running}")
 
     def close(self) -> None:
         """Release the backend."""

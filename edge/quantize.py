@@ -289,26 +289,29 @@ def _require_onnxruntime_tools(what: str) -> Any:
 
 
 def choose_quantizer(options: QuantizeOptions) -> str:
-    """onnxruntime or modelopt: modelopt only for target tensorrt, and for auto only when it imports."""
+    """onnxruntime or modelopt: modelopt only for target tensorrt, and for auto only when it is installed."""
     if options.quantizer != "auto":
-        if options.quantizer == "modelopt" and _modelopt_version() is None:
+        if options.quantizer == "modelopt" and not _modelopt_installed():
             raise MissingDependency("nvidia-modelopt", "--quantizer modelopt",
                                     "pip install 'nvidia-modelopt[onnx]', or use --quantizer onnxruntime")
         return options.quantizer
-    if options.target == "tensorrt" and _modelopt_version() is not None:
+    if options.target == "tensorrt" and _modelopt_installed():
         return "modelopt"
     return "onnxruntime"
 
 
-def _modelopt_version() -> Optional[str]:
+def _modelopt_installed() -> bool:
+    """Found without importing it: importing modelopt.onnx patches ONNX Runtime's quantization classes for the
+    rest of the process (ONNX Runtime's own quantize_static then fails), so it is imported only to be used."""
     if os.environ.get("EDGE_NO_MODELOPT"):  # lets tests (and users) pick ONNX Runtime's tools with modelopt present
-        return None
+        return False
+    import importlib.util
+
     try:
-        import modelopt
-        from modelopt.onnx.quantization import quantize  # noqa: F401
-    except Exception:  # noqa: BLE001 - not installed, or installed without its onnx extra / CUDA libraries it insists on
-        return None
-    return str(getattr(modelopt, "__version__", "unknown"))
+        return importlib.util.find_spec("modelopt") is not None and importlib.util.find_spec("onnx_graphsurgeon") \
+            is not None
+    except (ImportError, ValueError):
+        return False
 
 
 # Operators that carry a head's values to the graph outputs unchanged in meaning (layout, joins, activations).
@@ -318,9 +321,10 @@ _PASSTHROUGH = ("Reshape", "Transpose", "Concat", "Flatten", "Squeeze", "Unsquee
 
 def head_nodes(model: Any) -> List[str]:
     """The compute nodes (Conv/ConvTranspose/Gemm/MatMul) whose outputs reach a graph output through only
-    layout, join and activation operators (the heads), and those operators. They stay float: their outputs are the raw scores
-    and box offsets, and one int8 step over a range of logits spanning tens of units moves a near-threshold
-    score onto the threshold (seen: the face detector's background anchors at exactly 0.5)."""
+    layout, join and activation operators (the heads), and those operators. They stay float: their outputs
+    are the raw scores and box offsets, and one int8 step over a range of logits spanning tens of units
+    moves a near-threshold score onto the threshold (seen: the face detector's background anchors at
+    exactly 0.5)."""
     producer = {o: node for node in model.graph.node for o in node.output}
     heads: List[str] = []
     seen = set()
@@ -400,18 +404,35 @@ def _onnxruntime_int8(prepared: Path, output: Path, calib: CalibrationSet, optio
 
 def _modelopt_int8(prepared: Path, output: Path, calib: CalibrationSet, options: QuantizeOptions,
                    input_name: str, notes: List[str]) -> Dict[str, Any]:
-    from modelopt.onnx.quantization import quantize
-
+    try:
+        import modelopt
+        from modelopt.onnx.quantization import quantize
+    except Exception as exc:  # noqa: BLE001 - installed but broken (its CUDA or onnx pieces): say which
+        raise EdgeError(f"NVIDIA ModelOpt is installed but does not import ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:160] if str(exc) else ''})",
+                        fix="reinstall it (pip install -U 'nvidia-modelopt[onnx]') or use --quantizer onnxruntime",
+                        where="--quantizer") from None
     data = np.concatenate(list(calib.batches()))
     method = {"minmax": "max", "entropy": "entropy"}.get(options.calib_method)
     if method is None:
         raise EdgeError("NVIDIA ModelOpt calibrates with max or entropy", fix="use --calib-method minmax or "
                         "entropy, or --quantizer onnxruntime", where="--calib-method")
+    import inspect
+
+    # high_precision_dtype fp32: modelopt's default (fp16) makes a file ONNX Runtime's CPU runs in casts.
+    kwargs = dict(quantize_mode="int8", calibration_data={input_name: data}, calibration_method=method,
+                  calibration_eps=["cpu"], high_precision_dtype="fp32", output_path=str(output))
+    if "log_level" in inspect.signature(quantize).parameters:  # it logs each step, and a missing GPU as ERROR
+        kwargs["log_level"] = "CRITICAL"
     with _quiet("modelopt", "modelopt.onnx", "root"), _chdir_scratch():
-        quantize(str(prepared), quantize_mode="int8", calibration_data={input_name: data},
-                 calibration_method=method, calibration_eps=["cpu"], high_precision_dtype="fp32",
-                 output_path=str(output))
-    return {"quantizer": "modelopt", "quantizer_version": _modelopt_version(),
+        quantize(str(prepared), **kwargs)
+    import onnx
+
+    opset = _opset(onnx.load(str(output), load_external_data=False))
+    if opset > 17:
+        notes.append(f"ModelOpt wrote opset {opset}: TensorRT 10 and 11 parse it, 8.x (JetPack 4.6/5) does not; "
+                     "there, build the float32 file with --precision int8 --calib-images (the builder flags)")
+    return {"quantizer": "modelopt", "quantizer_version": str(getattr(modelopt, "__version__", "unknown")),
             "activations": "int8 symmetric", "weights": "int8 symmetric per channel",
             "operators": "ModelOpt's TensorRT placement"}
 

@@ -136,13 +136,6 @@ BAD_INPUTS = [
 ]
 
 
-def test_precision_on_a_cpu_backend_is_said_not_silently_ignored(tmp_path):
-    done = run_camera("--headless", "--max-frames", "1", "--backend", "onnxruntime-cpu", "--precision", "int8",
-                      "--source", "demo://?frames=1", "--output", "none")
-    assert done.returncode == 0, done.stderr
-    assert "note: --precision/--calib-images build TensorRT engines; onnxruntime-cpu" in done.stderr
-
-
 def _existing(tmp_path: Path) -> str:
     path = tmp_path / "existing.jsonl"
     path.write_text('{"frame": 0}\n')

@@ -57,7 +57,7 @@ def calib(tmp_path_factory) -> Path:
 def face_int8(tmp_path_factory, calib) -> Path:
     out = tmp_path_factory.mktemp("int8") / "face.int8.onnx"
     assert main(["quantize", str(FACE), "--precision", "int8", "--calib-images", str(calib), "--output",
-                 str(out)]) == 0
+                 str(out), "--quantizer", "onnxruntime"]) == 0
     return out
 
 
@@ -111,7 +111,7 @@ def test_int8_for_tensorrt_finds_the_face_and_has_the_qdq_tensorrt_accepts(face_
 def test_int8_report_judges_by_the_task_metric(tmp_path, calib, capsys):
     out = tmp_path / "face.int8.onnx"
     assert main(["quantize", str(FACE), "--precision", "int8", "--calib-images", str(calib), "--output",
-                 str(out), "--eval-frames", "30"]) == 0
+                 str(out), "--eval-frames", "30", "--quantizer", "onnxruntime"]) == 0
     text = capsys.readouterr().out
     assert "parity vs the float32 model" in text and "task metric (detect" in text
     assert "demo://, 30 frames" in text and "int8 recall" in text
@@ -169,7 +169,8 @@ def test_fp16_keeps_softmax_in_float32(tmp_path):
 
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
 def test_same_inputs_give_byte_identical_files(tmp_path, calib, precision):
-    images = ["--calib-images", str(calib), "--calib-count", "12"] if precision == "int8" else []
+    images = ["--calib-images", str(calib), "--calib-count", "12", "--quantizer", "onnxruntime"] if (
+        precision == "int8") else []
     outs = [tmp_path / f"{k}.onnx" for k in "ab"]
     for out in outs:
         assert main(["quantize", str(FACE), "--precision", precision, *images, "--output", str(out),
@@ -291,3 +292,27 @@ def test_quantize_file_refuses_bad_options():
                            "TensorRT only")):
         with pytest.raises(EdgeError, match=text):
             quantize_file(FACE, Path("unused.onnx"), options)
+
+
+def test_modelopt_places_tensorrt_qdq_that_finds_the_face(tmp_path, calib, capsys):
+    """NVIDIA ModelOpt (CI installs it in its own venv: it brings onnxruntime-gpu and a CUDA PyTorch)."""
+    pytest.importorskip("modelopt.onnx.quantization", reason="pip install 'nvidia-modelopt[onnx]'")
+    outs = [tmp_path / f"face.{k}.onnx" for k in "ab"]
+    for out in outs:
+        assert main(["quantize", str(FACE), "--precision", "int8", "--calib-images", str(calib), "--output",
+                     str(out)]) == 0  # auto picks ModelOpt for target tensorrt
+    text = capsys.readouterr().out
+    assert "modelopt" in text and "verdict: pass" in text
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    provenance = read_provenance(outs[0])
+    assert provenance["quantizer"] == "modelopt" and provenance["activations"] == "int8 symmetric"
+    model = onnx.load(str(outs[0]))
+    onnx.checker.check_model(model)
+    inits = {t.name: t for t in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) > 20
+    for node in qdq:
+        if len(node.input) > 2 and node.input[2] in inits:
+            zero = inits[node.input[2]]
+            assert zero.data_type == INT8 and not np.any(onnx.numpy_helper.to_array(zero))
+    assert _iou(_face_box(outs[0]), _face_box(FACE)) >= 0.9
