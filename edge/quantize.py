@@ -282,9 +282,15 @@ def _quiet(*names: str) -> Iterator[None]:
 def _require_onnxruntime_tools(what: str) -> Any:
     try:
         import onnxruntime
-        from onnxruntime import quantization  # noqa: F401
     except ImportError:
         raise MissingDependency("onnxruntime", what, "pip install onnxruntime") from None
+    try:
+        from onnxruntime import quantization  # noqa: F401
+    except ImportError as exc:  # ONNX Runtime 1.10's tools import six, which its wheel does not require
+        missing = getattr(exc, "name", None) or "onnxruntime.quantization"
+        raise MissingDependency(missing, f"{what} (ONNX Runtime {onnxruntime.__version__}'s quantization tools)",
+                                f"pip install {missing}" if missing != "onnxruntime.quantization"
+                                else "pip install -U onnxruntime") from None
     return onnxruntime
 
 

@@ -2,7 +2,9 @@
 
 Options (``backend_options``; keys other backends use are ignored):
   precision      "fp32" | "fp16" | "int8"; default fp16 where the GPU has fast fp16, else fp32; on
-                 TensorRT 11 (strongly typed) fp32 unless the ONNX itself is float16
+                 TensorRT 11 (strongly typed) what the ONNX types give (fp32, fp16, or int8 for Q/DQ). There
+                 fp16 of a float32 ONNX, or int8 of one without Q/DQ (with calib_images), builds a converted
+                 copy made with edge.quantize and cached in edge's cache folder / quantized
   workspace_mib  builder scratch memory (default 1024)
   batch          (min, opt, max) or "MIN:OPT:MAX": the profile of a dynamic batch dimension
   shapes         {input: (min, opt, max) shapes} for inputs with other dynamic dimensions
@@ -99,7 +101,8 @@ def onnx_types(onnx_path: Path) -> Tuple[bool, bool]:
 def default_precision(trt: Any, feats: Any, onnx_path: Path, device: Any) -> str:
     """fp16 where the GPU has fast fp16, else fp32; with strongly typed TensorRT (11+) what the ONNX types give."""
     if feats.strongly_typed:
-        return "fp16" if onnx_types(onnx_path)[0] else "fp32"
+        float16, qdq = onnx_types(onnx_path)
+        return "int8" if qdq else "fp16" if float16 else "fp32"
     if not feats.fast_fp16_query:
         return "fp16"
     answers = _FAST_FP16.setdefault(trt, {})  # asked once per process and GPU: a Builder is not free
@@ -127,8 +130,36 @@ def check_request(onnx_path: Path, options: Mapping[str, Any]) -> Dict[str, Shap
     profiles = resolve_profiles(info.inputs, options.get("batch"), options.get("shapes"), where)
     if options.get("precision") == "int8" and not options.get("calib_images") and not onnx_types(onnx_path)[1]:
         raise EdgeError("int8 needs calibration images (or an ONNX with Q/DQ nodes)", where=where,
-                        fix="pass --calib-images FOLDER with a few hundred images like the camera's, or use fp16")
+                        fix="pass --calib-images FOLDER with a few hundred images like the camera's, or quantize "
+                        f"once with edge-export quantize {onnx_path.name} --precision int8 --calib-images DIR and "
+                        "build the .int8.onnx it writes, or use fp16")
     return profiles
+
+
+def typed_onnx(onnx_path: Path, precision: str, options: Mapping[str, Any], feats: Any,
+               report: Callable[[str], None]) -> Path:
+    """The ONNX a build of ``precision`` reads: ``onnx_path``, or on strongly typed TensorRT (11+), which takes
+    precision from the ONNX types only, a float16 / int8 Q/DQ copy of a float32 file made with edge.quantize
+    (cached by source bytes, options and calibration set in edge's cache folder / quantized)."""
+    if not feats.strongly_typed or precision not in ("fp16", "int8"):
+        return onnx_path
+    float16, qdq = onnx_types(onnx_path)
+    if qdq or (float16 and precision == "fp16") or (precision == "int8" and not options.get("calib_images")):
+        return onnx_path  # built as is (or refused by the builder with the fix)
+    from edge.config import EdgeConfig
+    from edge.quantize import QuantizeOptions, quantized_for
+    from edge.settings import cache_dir
+
+    config = options.get("edge_config")
+    if config is not None and not isinstance(config, EdgeConfig):
+        config = EdgeConfig.from_dict(dict(config), where=str(onnx_path))
+    calib = Path(options["calib_images"]) if precision == "int8" else None
+    derived = quantized_for(onnx_path, QuantizeOptions(precision, target="tensorrt", calib_images=calib,
+                                                       config=config), cache_dir() / "quantized", report)
+    how = f"quantized to int8, calibrated on {calib}" if calib is not None else "converted to fp16"
+    report(f"TensorRT {feats.version_string} takes precision from the ONNX types: building the {precision} engine "
+           f"from {derived} ({onnx_path.name} {how})")
+    return derived
 
 
 def engine_from_onnx(onnx_path: Path, options: Mapping[str, Any], layer: Any, *,
@@ -146,9 +177,10 @@ def engine_from_onnx(onnx_path: Path, options: Mapping[str, Any], layer: Any, *,
     feats = features(trt)
     device = layer.device()
     precision = options.get("precision") or default_precision(trt, feats, onnx_path, device)
+    built_from = typed_onnx(onnx_path, precision, options, feats, report)
     cache = EngineCache(options.get("cache_dir"))
     calibration = None
-    if options.get("calib_images"):
+    if options.get("calib_images") and built_from == onnx_path:  # a derived file carries its calibration
         calibration = Calibration(images=Path(options["calib_images"]), cache_dir=cache.calibration_dir(), cuda=layer,
                                   config=options.get("edge_config"))  # the config the model really runs with
     build_options = BuildOptions(precision=precision, workspace_mib=int(options.get("workspace_mib") or 1024),
@@ -161,7 +193,7 @@ def engine_from_onnx(onnx_path: Path, options: Mapping[str, Any], layer: Any, *,
         built.append(result.build_seconds)
         return result
 
-    plan, sidecar = cache.engine_for(onnx_path, build_options, build=build, device=device,
+    plan, sidecar = cache.engine_for(built_from, build_options, build=build, device=device,
                                      trt_version=trt.__version__, report=report,
                                      cuda_version=getattr(layer, "cuda_version", None),
                                      force=bool(options.get("force")), edge_config=_config_dict(options))

@@ -26,9 +26,11 @@ TICK_S = 10.0  # seconds between "still building" lines
 _OOM = re.compile(r"out of memory|outofmemory|could not be allocated|insufficient memory|cudaErrorMemoryAllocation",
                   re.IGNORECASE)
 _WORKSPACE = re.compile(r"insufficient workspace|could not find any implementation", re.IGNORECASE)
-FP16_ONNX_FIX = ("export a float16 ONNX (convert with onnxconverter-common's float16.convert_float_to_float16 or "
-                 "NVIDIA ModelOpt AutoCast, then check it with edge-export onnx MODEL.onnx --precision fp16), "
+FP16_ONNX_FIX = ("make a float16 ONNX with edge-export quantize MODEL.onnx --precision fp16 (or NVIDIA ModelOpt "
+                 "AutoCast) and build that file; the tensorrt backend and edge-export engine do this themselves; "
                  "or build with --precision fp32")
+QDQ_FIX = ("TensorRT takes int8 Q/DQ with zero point 0 and float biases, not --target cpu's uint8/int32: quantize the "
+           "float32 model with edge-export quantize MODEL.onnx --precision int8 --target tensorrt --calib-images DIR")
 
 
 @dataclass(frozen=True)
@@ -128,15 +130,15 @@ def _check_request(options: BuildOptions, feats: api.TrtFeatures, facts: _OnnxFa
         raise EdgeError(f"workspace must be positive, got {options.workspace_mib} MiB", fix="e.g. --workspace 1024",
                         where="--workspace")
     version = feats.version_string
-    if options.precision == "fp16" and feats.strongly_typed and not facts.float16:
+    if options.precision == "fp16" and feats.strongly_typed and not (facts.float16 or facts.qdq):
         raise EdgeError(f"fp16 asked, but TensorRT {version} takes precision from the ONNX types and this ONNX is "
                         "float32", fix=options.fp16_onnx_hint or FP16_ONNX_FIX, where=where)
     if options.precision == "int8" and not facts.qdq:
         if not feats.int8_calibration:
             raise EdgeError(f"int8 asked, but TensorRT {version} has no INT8 calibration: INT8 needs an explicitly "
-                            "quantized (Q/DQ) ONNX", fix="quantize with NVIDIA ModelOpt (python -m "
-                            "modelopt.onnx.quantization --quantize_mode int8) and build that ONNX, or use --precision "
-                            "fp16 with a float16 ONNX", where=where)
+                            "quantized (Q/DQ) ONNX", fix=f"edge-export quantize {Path(where).name} --precision int8 "
+                            "--calib-images DIR (or NVIDIA ModelOpt) and build that file (the tensorrt backend and "
+                            "edge-export engine do it when given --calib-images), or use --precision fp16", where=where)
         calibration = options.calibration
         if calibration is None or (calibration.factory is None and calibration.images is None):
             raise EdgeError("int8 needs calibration images (or an ONNX with Q/DQ nodes)",
@@ -336,9 +338,11 @@ def build_engine(onnx_path: Union[str, Path], options: Optional[BuildOptions] = 
         errors = api.parser_errors(parser, facts.nodes) or logger.errors() or ["no error was reported"]
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         opset = f"--opset {newest}" if too_new else "another --opset"
+        fix = QDQ_FIX if re.search(r"\((Dequantize|Quantize)Linear\)", errors[0]) else (
+            f"replace the unsupported operators (re-export with {opset}, or simplify with --simplify), or run with "
+            "--backend onnxruntime")
         raise EdgeError(f"TensorRT {feats.version_string} cannot parse the model: {'; '.join(errors[:3])}{more}",
-                        fix=f"replace the unsupported operators (re-export with {opset}, or simplify with "
-                        "--simplify), or run with --backend onnxruntime", where=where)
+                        fix=fix, where=where)
     config = builder.create_builder_config()
     api.set_workspace(config, trt, feats, options.workspace_mib << 20)
     if feats.engine_inspector:

@@ -92,7 +92,8 @@ def make_calibrator(trt: Any, cuda_layer: Any, images: Union[str, Path], config:
     """
     if not hasattr(trt, "IInt8EntropyCalibrator2"):
         raise EdgeError(f"TensorRT {trt.__version__} has no INT8 calibrators (removed in TensorRT 11)",
-                        fix="build from an explicitly quantized (Q/DQ) ONNX made with NVIDIA ModelOpt")
+                        fix="build from an explicitly quantized (Q/DQ) ONNX: edge-export quantize MODEL.onnx "
+                        "--precision int8 --calib-images DIR")
     paths = calibration_images(images, max_images)
     if len(paths) < batch_size:
         raise EdgeError(f"{len(paths)} calibration images, fewer than one batch of {batch_size}",

@@ -21,6 +21,8 @@ logged; deserialize_cuda_engine None for foreign bytes, another version or anoth
 execute_async_v3 bool); 8.x parser refusing a network without EXPLICIT_BATCH; dynamic inputs
 needing a profile; the INT8 calibrator protocol (base __init__, get_batch_size, read cache, get_batch
 until None, write cache; calibration profile for dynamic networks); timing-cache device check;
+Q/DQ nodes as the ONNX importer takes them (fake_tensorrt_qdq.py: int8/fp8/int4 with zero point 0,
+positive constant scales per tensor or per channel; UINT8 and INT32 dequantization refused);
 engine-inspector JSON ("Layers"/"Bindings", "Format/Datatype", names only unless DETAILED, "N/A due
 to dynamic shapes" without a shaped execution context); async work that happens at synchronize();
 enum members and numbers per version (fake_tensorrt_enums.py), ErrorCode.name a method on 8.x/10.x and

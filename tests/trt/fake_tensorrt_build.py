@@ -131,6 +131,10 @@ def build(fake: Any, logger: Any, network: Any, config: Any) -> Optional[IHostMe
         return None
     if not _check_profiles(fake, logger, network, config):
         return None
+    if network.runtime_scales:  # the parser takes a computed scale; the layer needs a build-time constant
+        _error(fake, logger, f"4: [network.cpp::validate] Error Code 4: Internal Error ({network.runtime_scales[0]}: "
+                             "the scale of a Quantize/Dequantize layer must be a build-time constant.)")
+        return None
     dla = config._device == m.DeviceType.DLA
     if dla and not 0 <= config._dla < fake.dla_cores:
         _error(fake, logger, f"2: [builder.cpp::buildSerializedNetwork] Error Code 2: Internal Error (DLA core "

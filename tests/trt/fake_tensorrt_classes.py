@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from fake_tensorrt_qdq import check_qdq
 
 MAGIC = b"fTRTplan"
 TIMING_MAGIC = b"fTRTtc"
@@ -132,6 +133,7 @@ class _Network:
         self.onnx = b""
         self.dims: Dict[str, List[int]] = {}
         self.float16 = self.qdq = False
+        self.runtime_scales: List[str] = []  # Q/DQ nodes whose scale is not a constant
 
     num_inputs = property(lambda self: len(self._inputs))
     num_outputs = property(lambda self: len(self._outputs))
@@ -223,6 +225,11 @@ class _OnnxParser:
                        'namespace correct?"', i, node.name, node.op_type)
         if bad:
             return False
+        refusal, warned, self._network.runtime_scales = check_qdq(f, proto)
+        for line in warned:
+            f.emit(self._logger, f.module.ILogger.Severity.WARNING, line)
+        if refusal is not None:
+            return self._fail(*refusal)
         self._network._load(proto, data, self._logger)
         return True
 

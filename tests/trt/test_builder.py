@@ -235,7 +235,7 @@ def test_fp16_on_11_needs_a_float16_onnx(monkeypatch, tmp_path, lines):
     fake = install_fake(monkeypatch, "11.1")
     model = make_colour_classifier(tmp_path / "c.onnx")
     one_line_error(lambda: build(model, lines, precision="fp16"), "TensorRT 11.1.0 takes precision from the ONNX",
-                   "float16 ONNX", "AutoCast", "edge-export onnx")
+                   "float16 ONNX", "edge-export quantize MODEL.onnx --precision fp16", "AutoCast")
     one_line_error(lambda: build(model, lines, precision="fp16", fp16_onnx_hint="run make fp16"), "Fix: run make fp16")
     assert not fake.called("Builder()")
 
@@ -243,7 +243,8 @@ def test_fp16_on_11_needs_a_float16_onnx(monkeypatch, tmp_path, lines):
 def test_int8_on_11_needs_explicit_quantization(monkeypatch, tmp_path, lines):
     install_fake(monkeypatch, "11.1")
     one_line_error(lambda: build(make_colour_classifier(tmp_path / "c.onnx"), lines, precision="int8",
-                                 calibration=Calibration(images=tmp_path)), "no INT8 calibration", "Q/DQ", "ModelOpt")
+                                 calibration=Calibration(images=tmp_path)), "no INT8 calibration", "Q/DQ",
+                   "edge-export quantize c.onnx --precision int8 --calib-images DIR", "ModelOpt")
 
 
 @pytest.mark.parametrize("version", VERSIONS)
