@@ -28,6 +28,7 @@ same bytes. Runs on Python 3.6+ (ONNX Runtime 1.10+); onnx and onnxruntime are i
 import json
 import logging
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ QUANTIZERS = ("auto", "onnxruntime", "modelopt")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 MAX_CALIB_IMAGES = 500
 METADATA_KEY = "edge_quantization"
+MIN_ORT_QUANTIZE = (1, 13)  # older quantizers write wrong files (see _require_onnxruntime_tools)
 MIN_OPSET = 13  # per-channel DequantizeLinear (its axis attribute) needs opset 13
 TENSORRT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 # fp16 keeps float32 here: the sums, exponentials and normalisations that overflow or lose their small
@@ -279,11 +281,20 @@ def _quiet(*names: str) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _require_onnxruntime_tools(what: str) -> Any:
+def _require_onnxruntime_tools(what: str, quantization: bool = True) -> Any:
     try:
         import onnxruntime
     except ImportError:
         raise MissingDependency("onnxruntime", what, "pip install onnxruntime") from None
+    if not quantization:
+        return onnxruntime
+    version = tuple(int(p) for p in re.findall(r"\d+", str(onnxruntime.__version__))[:2])
+    if version < MIN_ORT_QUANTIZE:
+        raise EdgeError(f"ONNX Runtime {onnxruntime.__version__}'s quantizer writes wrong int8 files (checked: the "
+                        "face detector quantized by 1.10 for the CPU finds 22 faces where fp32 finds one; 1.10 runs "
+                        "a file quantized by 1.13+ correctly)",
+                        fix="quantize on a machine with ONNX Runtime >= 1.13 (edge-export quantize MODEL.onnx "
+                        "--precision int8 --calib-images DIR) and copy the MODEL.int8.onnx it writes beside the model")
     try:
         from onnxruntime import quantization  # noqa: F401
     except ImportError as exc:  # ONNX Runtime 1.10's tools import six, which its wheel does not require
@@ -456,7 +467,7 @@ def _chdir_scratch() -> Iterator[None]:
 
 
 def _fp16(model: Any, notes: List[str]) -> Any:
-    _require_onnxruntime_tools("fp16 conversion")
+    _require_onnxruntime_tools("fp16 conversion", quantization=False)
     try:
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
     except ImportError:
@@ -542,7 +553,7 @@ def quantize_file(source: PathLike, output: PathLike, options: QuantizeOptions,
         staged = Path(scratch) / "quantized.onnx"
         if options.precision == "fp16":
             provenance.update(target="tensorrt and cpu", quantizer="onnxruntime float16 converter",
-                              quantizer_version=str(_require_onnxruntime_tools("fp16 conversion").__version__),
+                              quantizer_version=str(_require_onnxruntime_tools("fp16 conversion", False).__version__),
                               float32_kept=sorted(KEEP_FLOAT32), io="float32")
             result = _fp16(model, notes)
         else:
@@ -565,6 +576,76 @@ def quantize_file(source: PathLike, output: PathLike, options: QuantizeOptions,
     return Quantized(output, provenance, notes)
 
 
+def _prune_opsets(model: Any) -> None:
+    """Drop opset imports of domains no node uses: ONNX Runtime's optimizer adds every domain it knows
+    (ai.onnx.ml 5, com.microsoft.nchwc, ...), and an older runtime refuses a file naming one it does not."""
+    used = {node.domain or "" for node in model.graph.node}
+    kept = [o for o in model.opset_import if (o.domain or "") in used or o.domain in ("", "ai.onnx")]
+    if len(kept) != len(model.opset_import):
+        _replace(model.opset_import, kept)
+
+
+def _float_biases(model: Any, notes: List[str]) -> None:
+    """Fold DequantizeLinear nodes of constant int32 tensors (quantized biases) into float initializers:
+    TensorRT dequantizes only int8 (its parser refuses an INT32 input), and ONNX Runtime before 1.13 ignores
+    the QuantizeBias=False option."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    folded, kept_nodes, new_inits = 0, [], []
+    for node in model.graph.node:
+        x = inits.get(node.input[0]) if node.op_type == "DequantizeLinear" and node.input else None
+        if x is None or x.data_type != 6 or node.input[1] not in inits:  # 6: INT32
+            kept_nodes.append(node)
+            continue
+        values = numpy_helper.to_array(x).astype(np.float64)
+        scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+        zero = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64) if len(node.input) > 2 and \
+            node.input[2] in inits else 0.0
+        new_inits.append(numpy_helper.from_array(((values - zero) * scale).astype(np.float32), node.output[0]))
+        folded += 1
+    if not folded:
+        return
+    _replace(model.graph.node, kept_nodes)
+    used = {name for node in kept_nodes for name in node.input}
+    _replace(model.graph.initializer, [t for t in model.graph.initializer if t.name in used] + new_inits)
+    notes.append(f"{folded} int32 bias DequantizeLinear folded back to float (TensorRT adds float biases itself)")
+
+
+def _pre_process(prepared: Path, optimized: Path, notes: List[str]) -> Path:
+    """ONNX Runtime's preparation for quantization: shape inference and its basic graph optimizations
+    (Conv+BatchNorm folding, constant folding; standard operators only). quant_pre_process where it exists
+    (ONNX Runtime 1.13+), else the same basic optimizations through a session and onnx's shape inference."""
+    _require_onnxruntime_tools("int8 quantization")
+    try:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        return _basic_optimizations(prepared, optimized, notes)
+    try:
+        with _quiet("root", "onnxruntime"):
+            quant_pre_process(str(prepared), str(optimized), skip_symbolic_shape=False)
+    except Exception:  # noqa: BLE001 - symbolic shape inference gives up on some graphs; ONNX's is enough
+        with _quiet("root", "onnxruntime"):
+            quant_pre_process(str(prepared), str(optimized), skip_symbolic_shape=True)
+    return optimized
+
+
+def _basic_optimizations(prepared: Path, optimized: Path, notes: List[str]) -> Path:
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(optimized)
+    options.log_severity_level = 3
+    ort.InferenceSession(str(prepared), options, providers=["CPUExecutionProvider"])
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(optimized)))
+    onnx.save(model, str(optimized))
+    notes.append(f"ONNX Runtime {ort.__version__} has no quant_pre_process: prepared with its basic graph "
+                 "optimizations and onnx's shape inference")
+    return optimized
+
+
 def _int8(model: Any, scratch: Path, options: QuantizeOptions, config: EdgeConfig, provenance: Dict[str, Any],
           notes: List[str], report: Optional[Report]) -> Any:
     import onnx
@@ -578,16 +659,7 @@ def _int8(model: Any, scratch: Path, options: QuantizeOptions, config: EdgeConfi
     prepared = scratch / "prepared.onnx"
     onnx.save(prepared_model, str(prepared))
     if quantizer == "onnxruntime":
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        optimized = scratch / "optimized.onnx"
-        try:  # ONNX Runtime's own preparation: shape inference, Conv+BatchNorm folding (standard operators only)
-            with _quiet("root", "onnxruntime"):
-                quant_pre_process(str(prepared), str(optimized), skip_symbolic_shape=False)
-        except Exception:  # noqa: BLE001 - symbolic shape inference gives up on some graphs; ONNX's is enough
-            with _quiet("root", "onnxruntime"):
-                quant_pre_process(str(prepared), str(optimized), skip_symbolic_shape=True)
-        prepared = optimized
+        prepared = _pre_process(prepared, scratch / "optimized.onnx", notes)
     out = scratch / "int8.onnx"
     how = (_onnxruntime_int8 if quantizer == "onnxruntime" else _modelopt_int8)(
         prepared, out, calib, options, input_name, notes)
@@ -596,6 +668,9 @@ def _int8(model: Any, scratch: Path, options: QuantizeOptions, config: EdgeConfi
         "images": len(calib.paths), "sha256": calib.sha256, "method": options.calib_method,
         "preprocessing": "the model's edge config"})
     quantized = onnx.load(str(out))
+    if options.target == "tensorrt":
+        _float_biases(quantized, notes)
+    _prune_opsets(quantized)
     nodes = [n.op_type for n in quantized.graph.node]
     notes.append(f"{nodes.count('QuantizeLinear')} QuantizeLinear / {nodes.count('DequantizeLinear')} "
                  f"DequantizeLinear nodes, opset {_opset(quantized)}")
@@ -623,6 +698,7 @@ def quantized_for(source: PathLike, options: QuantizeOptions, folder: PathLike,
     if target.is_file():
         _q(report, f"{options.precision} model: cached {target}")
         return target
+    _require_onnxruntime_tools(f"{options.precision} conversion", quantization=options.precision == "int8")
     Path(folder).mkdir(parents=True, exist_ok=True)
     _q(report, f"{options.precision} model: quantizing {Path(source).name} (once; cached in {folder})")
     quantize_file(source, target, options, report)

@@ -41,3 +41,7 @@ ORT = _version("onnxruntime")
 ort_logs_placement = pytest.mark.skipif(
     ORT is not None and ORT < (1, 12),
     reason="ONNX Runtime before 1.12 does not log node placement in the form edge reads (the note is then left out)")
+ort_quantizes = pytest.mark.skipif(
+    ORT is not None and ORT < (1, 13),
+    reason="ONNX Runtime before 1.13 writes wrong int8 files (edge refuses to quantize with it; JetPack 4.6 "
+           "boards run int8 files made by edge-export quantize on the training machine)")

@@ -33,7 +33,12 @@ WEAK = ["8.2", "8.5", "10.3"]  # weakly typed: FP16/INT8 builder flags and calib
 
 
 def _quantizer_missing() -> str:
-    """Why edge.quantize cannot run here ("" when it can): ONNX Runtime's quantization and float16 tools."""
+    """Why edge.quantize cannot run here ("" when it can): ONNX Runtime's quantization and float16 tools,
+    from 1.13 (edge refuses older quantizers: they write wrong int8 files)."""
+    from old_runtimes import ORT, ort_quantizes
+
+    if ORT is not None and ORT < (1, 13):
+        return ort_quantizes.kwargs["reason"]
     try:
         from onnxruntime.quantization import quantize_static  # noqa: F401
         from onnxruntime.transformers.float16 import convert_float_to_float16  # noqa: F401
