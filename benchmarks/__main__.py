@@ -5,6 +5,7 @@
     edge-bench --models face,resnet50 --backends onnxruntime-cpu,opencv --count 500
     edge-bench --model my.onnx --task classify --preset imagenet --resize center_crop
     edge-bench compare A/results.json B/results.json
+    edge-bench precision --models face,digits,resnet50   # fp32 vs fp16 vs int8: speed-ups and accuracy
 
 Writes results.json / .csv / .md / plots to --out (default benchmarks/results/<UTC time>/) and
 prints the Markdown table. Exit 0 when every requested row ran or was skipped (a backend that cannot
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     prog = program_name(__package__, "edge-bench")
     parser = argparse.ArgumentParser(prog=prog, description=help_text(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=f"{prog} compare A.json B.json: compare two runs")
+                                     epilog=f"{prog} compare A.json B.json: compare two runs; "
+                                            f"{prog} precision --help: fp32 vs fp16 vs int8")
     what = parser.add_argument_group("what to run")
     what.add_argument("--quick", action="store_true",
                       help=f"the two shipped models, {QUICK['count']} samples per layer (tests and CI)")
@@ -120,12 +122,16 @@ def user_error(message: str) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the suite (or ``compare``); the exit code."""
+    """Run the suite (or ``compare``, ``precision``); the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["compare"]:
         from . import compare
 
         return compare.main(argv[1:])
+    if argv[:1] == ["precision"]:
+        from . import precision
+
+        return precision.main(argv[1:])
     args = build_parser().parse_args(argv)
     from edge.flags import config_overrides
 

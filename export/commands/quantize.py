@@ -15,7 +15,8 @@ softmax, reductions and exp/log/pow (the strongly typed form TensorRT 11 builds)
 Then: onnx.checker, a parity run against the float32 file on ONNX Runtime (random frames and the shipped
 samples through the model's preprocessing; the precision's tolerance, see edge-export verify), and the task
 metric: both files through the whole pipeline on the samples and on demo:// frames with ground truth
-(detect: boxes vs fp32 and recall/precision vs truth; classify: top-1 agreement and accuracy). The file is
+(detect: boxes vs fp32 and recall/precision vs truth; classify: top-1 agreement, and accuracy on
+--eval-images, a folder per class). The file is
 written (default: MODEL.int8.onnx / MODEL.fp16.onnx beside the model) only when the parity passes; its
 metadata records the precision, target, quantizer and the sha256 of the source and of the calibration set.
 The same inputs give byte-identical files.
@@ -58,7 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-parity", action="store_true", help="write even when the parity check fails")
     parser.add_argument("--eval-source", metavar="URI", default="default",
                         help="frames for the task metric (default: demo:// for a face detector, "
-                        "demo://?scene=digits for a digits model, else none); 'none' to skip")
+                        "demo://?scene=digits for a digit detector, else none); 'none' to skip")
+    parser.add_argument("--eval-images", type=Path, metavar="DIR",
+                        help="classifiers: labelled images for the accuracy of both files (one sub-folder per "
+                        "class, named by label or class id)")
     parser.add_argument("--eval-frames", type=int, default=60, metavar="N",
                         help="frames of --eval-source for the task metric (default 60)")
 
@@ -192,4 +196,5 @@ def _task_metric(args: argparse.Namespace, config: "object", staged: Path) -> "o
     from ..taskmetric import task_metric
 
     source = None if args.eval_source == "none" else args.eval_source
-    return task_metric(Path(args.model), staged, config, args.precision, source, args.eval_frames)
+    return task_metric(Path(args.model), staged, config, args.precision, source, args.eval_frames,
+                       args.eval_images)

@@ -195,14 +195,23 @@ def digits_data(tmp_path_factory):
     return train, folder, x_test, y_test
 
 
-def test_digits_int8_within_one_point_of_fp32_on_the_held_out_set(tmp_path, digits_data):
+def test_digits_int8_within_one_point_of_fp32_on_the_held_out_set(tmp_path, digits_data, capsys):
+    import cv2
+
     train, folder, images, labels = digits_data
+    held_out = tmp_path / "held_out"
+    for i, (image, label) in enumerate(zip(images, labels)):  # one sub-folder per class, named by its label
+        (held_out / str(label)).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(held_out / str(label) / f"{i:03d}.png"), train.render(image))
     out = tmp_path / "digits.int8.onnx"
     assert main(["quantize", str(DIGITS / "digits.onnx"), "--precision", "int8", "--calib-images", str(folder),
-                 "--output", str(out)]) == 0
+                 "--output", str(out), "--eval-images", str(held_out)]) == 0
     fp32 = train.edge_accuracy(DIGITS / "digits.onnx", images, labels)
     int8 = train.edge_accuracy(out, images, labels)
     assert fp32 >= 0.95 and int8 >= fp32 - 0.01, (fp32, int8)
+    report = capsys.readouterr().out  # the command's own accuracy line agrees with the runtime's
+    assert (f"accuracy on {len(labels)} images of --eval-images: fp32 {100 * fp32:.1f}%, int8 {100 * int8:.1f}%"
+            in report), report
 
 
 def test_poor_calibration_is_caught_by_the_task_metric_and_nothing_is_written(tmp_path, capsys):
