@@ -23,6 +23,7 @@ import numpy as np
 from edge.config import METADATA_KEY, EdgeConfig, load_json
 from edge.errors import EdgeError
 from edge.onnxfile import load_onnx, read_onnx
+from edge.quantize import METADATA_KEY as QUANTIZATION_KEY
 
 from ..tflite import sha256_file
 
@@ -127,9 +128,34 @@ def inspect_onnx(path: Path) -> Dict[str, Any]:
         "parameters": {"count": count, "bytes": nbytes},
         "flops": estimate_flops(model),
         "edge_config": config["config"], "edge_config_status": config["status"],
+        "precision": _precision(model, path),
         "provenance": {"sha256": sha256_file(path), "size_bytes": path.stat().st_size,
-                       "metadata": {k: v for k, v in info.metadata.items() if k != METADATA_KEY}},
+                       "metadata": {k: v for k, v in info.metadata.items()
+                                    if k not in (METADATA_KEY, QUANTIZATION_KEY)}},
     }
+
+
+def _precision(model: Any, path: Path) -> Dict[str, Any]:
+    """What the file computes in, and how it was made when edge-export quantize wrote it."""
+    from edge.quantize import graph_precision, read_provenance
+
+    return {"computes_in": graph_precision(model), "quantization": read_provenance(path)}
+
+
+def _precision_lines(report: Dict[str, Any]) -> List[str]:
+    precision = report.get("precision") or {}
+    made = precision.get("quantization")
+    line = f"precision: {precision.get('computes_in', 'unknown')}"
+    if not made:
+        return [line]
+    line += (f" (edge-export quantize: target {made.get('target')}, {made.get('quantizer')} "
+             f"{made.get('quantizer_version')}, from {made.get('source')} sha256 "
+             f"{str(made.get('source_sha256'))[:16]}...")
+    calibration = made.get("calibration")
+    if calibration:
+        line += (f", calibrated on {calibration.get('images')} images ({calibration.get('method')}), set sha256 "
+                 f"{str(calibration.get('sha256'))[:16]}...")
+    return [line + ")"]
 
 
 def _tensor(name: str, shape: Any, dtype: str) -> Dict[str, Any]:
@@ -337,7 +363,7 @@ def render(report: Dict[str, Any]) -> str:
                   f"  by op: {_counts(flops['by_op'], _si)}",
                   f"  not counted: {_counts(flops['not_counted'])}",
                   f"  how: {flops['note']}"]
-        lines += _config_lines(report)
+        lines += _precision_lines(report) + _config_lines(report)
         other = ", ".join(f"{k}={v[:40]!r}" for k, v in prov["metadata"].items()) or "none"
         lines += ["provenance:", f"  sha256 {prov['sha256']}", f"  size {prov['size_bytes']:,} bytes",
                   f"  other metadata_props: {other}"]

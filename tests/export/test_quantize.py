@@ -325,3 +325,13 @@ def test_modelopt_places_tensorrt_qdq_that_finds_the_face(tmp_path, calib, capsy
             zero = inits[node.input[2]]
             assert zero.data_type == INT8 and not np.any(onnx.numpy_helper.to_array(zero))
     assert _iou(_face_box(outs[0]), _face_box(FACE)) >= 0.9
+
+
+def test_inspect_says_what_the_file_computes_in_and_how_it_was_made(face_int8, capsys):
+    assert main(["inspect", str(face_int8)]) == 0
+    text = capsys.readouterr().out
+    line = next(line for line in text.splitlines() if line.startswith("precision: "))
+    assert line.startswith("precision: int8 (edge-export quantize: target tensorrt, onnxruntime ")
+    assert "calibrated on 43 images (minmax)" in line
+    assert main(["inspect", str(FACE)]) == 0
+    assert "\nprecision: fp32\n" in capsys.readouterr().out
