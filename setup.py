@@ -67,10 +67,16 @@ setup(
             "onnxslim",
         ],
         "plots": ["matplotlib"],
+        # --output mqtt://... (paho-mqtt 1.6 is the newest on Python 3.6; 2.x from 3.7)
+        "mqtt": ["paho-mqtt>=1.6,<3"],
+        # --backend triton over gRPC (HTTP needs nothing beyond the standard library)
+        "triton": ["tritonclient[grpc]>=2.40"],
         # cuda-python + NVRTC compile and check the GPU preprocessing kernel without a GPU or driver
         # (tests/gpu). Same CUDA major for both: 13 where Python >= 3.10 (cuda-python 13 needs it, and
         # torch 2.14's cuda-bindings is 13), 12 on Python 3.9; none on 3.8 (those tests skip there).
+        # kserve: the KServe v2 server the triton backend's tests start (Triton itself has no pip wheel)
         "test": ["pytest>=7", "ruff>=0.4", "vermin>=1.6", "scikit-learn", "jsonschema", "matplotlib", "pycocotools",
+                 "paho-mqtt>=1.6,<3", "tritonclient[grpc]>=2.40", 'kserve>=0.21; python_version >= "3.9"',
                  'cuda-python>=13,<14; python_version >= "3.10" and sys_platform != "darwin"',
                  'nvidia-cuda-nvrtc>=13,<14; python_version >= "3.10" and sys_platform != "darwin"',
                  'cuda-python>=12.6,<13; python_version == "3.9" and sys_platform != "darwin"',

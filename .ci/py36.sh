@@ -21,7 +21,7 @@ rm -rf .ci-venv36
 "$py36" -m venv .ci-venv36
 .ci-venv36/bin/python -m pip install --quiet --upgrade 'pip<22'   # 3.6's pip 18 cannot read manylinux2014 tags
 .ci-venv36/bin/python -m pip install --quiet numpy==1.19.5 onnx==1.11.0 onnxruntime==1.10.0 \
-    opencv-python-headless==4.1.2.30 'pytest>=7,<7.1' pyyaml dataclasses
+    opencv-python-headless==4.1.2.30 'pytest>=7,<7.1' pyyaml dataclasses paho-mqtt==1.6.1
 .ci-venv36/bin/python -m pip install --quiet --no-deps .   # setup.py itself must run on 3.6
 .ci-venv36/bin/python - <<'PY'
 import cv2, numpy, onnx, onnxruntime, sys

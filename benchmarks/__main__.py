@@ -132,6 +132,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from . import precision
 
         return precision.main(argv[1:])
+    if argv[:1] == ["streams"]:
+        from . import streams
+
+        return streams.main(argv[1:])
     args = build_parser().parse_args(argv)
     from edge.flags import config_overrides
 

@@ -164,6 +164,8 @@ def backend_verdict(backend: str, model: ModelSpec) -> Optional[Tuple[str, str]]
             return "skipped", "this edge build registers no native TensorRT backend (edge.backends has no 'tensorrt')"
         known = ", ".join(list(BACKENDS) + [torch_baseline.NAME])
         return "failed", f"unknown backend '{backend}'; known: {known}"
+    if getattr(BACKENDS[backend], "remote", False):  # triton: measured through the camera app against a server
+        return "skipped", "needs an inference server: run the camera app with --backend triton --triton-url URL"
     reason = BACKENDS[backend].unavailable_reason()
     return ("skipped", reason) if reason else None
 

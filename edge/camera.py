@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 _STARTED_S = time.perf_counter()
 
@@ -42,7 +42,8 @@ from edge.flags import add_model_fact_arguments, config_overrides  # noqa: E402
 EPILOG = """sources: 0 | /dev/video0 | csi://0?width=1280&height=720&fps=30&flip=rotate-180 | rtsp://host/path |
          video.mp4 | image.jpg | folder/ | gst://<pipeline ending in appsink> | demo://?seed=0
 outputs: out.mp4 | out.mkv | out.avi | frames_%05d.jpg | mask:masks_%05d.png | results.jsonl |
-         - (JSON lines on stdout) | display | none
+         - (JSON lines on stdout) | display | none | mqtt://[user@]host[:port]/topic?qos=1 |
+         mqtts://host/topic?ca=ca.pem (password: EDGE_MQTT_PASSWORD)
 examples:
   python -m edge.camera                                   # default model, camera or demo://
   python -m edge.camera --source demo:// --headless --max-frames 100 --output out.mp4 --output -
@@ -51,6 +52,11 @@ examples:
   python -m edge.camera --model yolo11n-seg.onnx --source image.jpg --output mask:masks_%05d.png --output -
                                                            # a class-id PNG per frame; COCO RLE masks in JSON lines
   python -m edge.camera --pipeline hands                  # two stages: palm detector, then hand landmarks
+  python -m edge.camera --model dynamic_batch.onnx --source demo://?seed=1 --source demo://?seed=2 --output out.mp4
+                                                           # two streams batched: out_stream0.mp4, out_stream1.mp4
+  python -m edge.camera --sources cams.txt --output -      # one URI (or name=URI) a line; "stream" in each line
+  python -m edge.camera --output mqtt://broker.local/cams/door?qos=1   # one message per frame, retained status
+  python -m edge.camera --backend triton --triton-url grpc://server:8001 --model repo/face_detection_short_range
 """
 
 
@@ -60,10 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     run = parser.add_argument_group("run")
     run.add_argument("--model", help="a .onnx file or a zoo name (default: face_detection_short_range)")
-    run.add_argument("--source", help="where frames come from (default: first camera, else demo://)")
+    run.add_argument("--source", action="append", help="where frames come from (default: first camera, else "
+                     "demo://); repeat for several streams, batched through the model when its batch is dynamic")
+    run.add_argument("--sources", metavar="FILE", help="several streams from a file: one URI (or name=URI) a line, "
+                     "# comments; after any --source")
     run.add_argument("--backend", default="auto", help="auto (default), onnxruntime, onnxruntime-cpu, "
-                     "onnxruntime-cuda, onnxruntime-tensorrt, opencv")
+                     "onnxruntime-cuda, onnxruntime-tensorrt, opencv, tensorrt, triton (an inference server)")
     run.add_argument("--threads", type=int, help="CPU threads for inference (default: the backend's choice)")
+    run.add_argument("--triton-url", metavar="URL", help="--backend triton: the inference server, grpc://HOST:8001 "
+                     "or http://HOST:8000 (--model: the repository entry folder edge-export triton wrote)")
+    run.add_argument("--triton-model", metavar="NAME", help="--backend triton: the model's name on the server "
+                     "(default: the folder name of the repository entry given as --model)")
     run.add_argument("--precision", choices=["fp32", "fp16", "int8"],
                      help="TensorRT: engine precision (default: fp16 where the GPU has fast fp16); CPU backends: "
                      "run a reduced file (the model's own, its edge-export quantize sibling, or one made once here)")
@@ -169,6 +182,7 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
     from edge.pipeline import Pipeline
     from edge.sinks import OutputWriteError, check_outputs_for_task, close_sinks, open_sinks
     from edge.sources import default_camera, open_source
+    from edge.streams import StreamsPipeline, open_streams
 
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgeError(f"--max-frames must be at least 1, got {args.max_frames}", fix="omit it to run until stopped",
@@ -177,17 +191,28 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
         folder = os.path.dirname(os.path.abspath(args.summary_json))
         if not os.path.isdir(folder):
             raise EdgeError("folder for the summary does not exist", fix=f"mkdir -p {folder}", where="--summary-json")
-    source_uri = args.source
+    entries = _source_entries(args)  # two or more: a multi-stream run
+    many = len(entries) > 1
+    source_uri = f"{len(entries)} streams" if many else (entries[0][1] if entries else None)
     if source_uri is None:
         source_uri = default_camera()
         say(f"source: camera {source_uri}" if source_uri else "source: no camera found, running on demo://")
         source_uri = source_uri or "demo://"
-    _check_source(source_uri)  # a bad URI fails before the model loads
+    for uri in [uri for _, uri in entries] if many else [source_uri]:
+        _check_source(uri)  # a bad URI fails before the model loads
+    names = [name for name, _ in entries] if many else []
     # So do bad, duplicated or existing --output paths; sinks create their files on the first frame only.
     close_sinks(open_sinks(args.output, headless=args.headless, fps=None, overwrite=args.overwrite,
-                           segment_s=args.segment_seconds))
+                           segment_s=args.segment_seconds, streams=names))
     report = None if args.quiet else say
     backend_options = {"report": say if not args.quiet else (lambda line: None)}
+    if (args.triton_url or args.triton_model) and args.backend != "triton":
+        raise EdgeError("--triton-url and --triton-model choose the server and model of --backend triton",
+                        fix="add --backend triton, or leave them out", where="--triton-url")
+    if args.triton_url:
+        backend_options["triton_url"] = args.triton_url
+    if args.triton_model:
+        backend_options["triton_model"] = args.triton_model
     if args.precision:
         backend_options["precision"] = args.precision
     if args.calib_images:
@@ -195,6 +220,8 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
             raise EdgeError("calibration image folder not found", fix="give a folder of a few hundred frames from "
                             "the camera", where="--calib-images")
         backend_options["calib_images"] = args.calib_images
+    if many:  # a TensorRT engine of a dynamic-batch model gets a profile that takes every stream at once
+        backend_options["batch"] = (1, len(entries), len(entries))
     def load(name: Optional[str], first: bool) -> Model:
         return Model(name, backend=args.backend, threads=args.threads,
                      config=config_overrides(args) if first else None, config_file=args.config if first else None,
@@ -212,18 +239,26 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
         tracker = _tracker(model, args.track)
         if tracker is not None and not args.quiet:
             say(f"tracking: {tracker!r}")
-        with open_source(source_uri) as source:
+        with open_streams(entries) if many else open_source(source_uri) as source:
             sinks = open_sinks(args.output, headless=args.headless, fps=getattr(source, "fps", None),
-                               overwrite=args.overwrite, segment_s=args.segment_seconds)
+                               overwrite=args.overwrite, segment_s=args.segment_seconds, streams=names,
+                               stream_fps=[getattr(s.source, "fps", None) for s in source] if many else ())
             if not args.quiet:
                 outputs = ", ".join(type(s).__name__ for s in sinks) or "none (add --output)"
                 say(f"source: {source_uri}; outputs: {outputs}")
                 for note in filter(None, (getattr(sink, "crash_note", None) for sink in sinks)):
                     say(note)
             status = StatusLine() if not args.quiet and stderr_is_terminal() else None
-            pipeline = Pipeline(model, source, sinks, annotator=Annotator(), tracker=tracker,
-                                max_frames=args.max_frames, started_s=_STARTED_S,
-                                progress=status.update if status is not None else None)
+            progress = status.update if status is not None else None
+            if many:
+                trackers = {i: _tracker(model, True) for i in range(len(entries))} if args.track else None
+                pipeline = StreamsPipeline(model, source, sinks, trackers=trackers, annotator=Annotator(),
+                                           max_frames=args.max_frames, started_s=_STARTED_S, progress=progress)
+                if not args.quiet:
+                    say(f"streams: {', '.join(names)}; {pipeline.batch} frame(s) per inference call")
+            else:
+                pipeline = Pipeline(model, source, sinks, annotator=Annotator(), tracker=tracker,
+                                    max_frames=args.max_frames, started_s=_STARTED_S, progress=progress)
             failure: Optional[EdgeError] = None
             try:
                 if signals is not None:
@@ -256,8 +291,23 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
     if pipeline.summary.interrupted:
         return signals.exit_code if signals is not None else 130
     if lost:
-        raise _source_lost(source_uri, pipeline.summary.ended)
+        raise _source_lost(source_uri, _lost_streams(pipeline.summary) if many else pipeline.summary.ended)
     return 0
+
+
+def _source_entries(args: argparse.Namespace) -> List[Tuple[str, str]]:
+    """(name, URI) of every --source, then of every line of --sources (one source or none: a plain run)."""
+    from edge.streams import read_sources_file, stream_entries
+
+    entries = stream_entries(args.source or [])
+    return entries + (read_sources_file(args.sources) if args.sources else [])
+
+
+def _lost_streams(summary: Any) -> str:
+    """What the exit-3 line of a multi-stream run says: which streams are gone for good."""
+    lost = [stream for stream in summary.streams if stream.lost]
+    return (f"{len(lost)} of {len(summary.streams)} streams lost for good ("
+            + "; ".join(f"stream {s.index} {s.name}: {s.ended}" for s in lost) + ")")
 
 
 def _source_lost(source_uri: str, reason: str) -> EdgeError:

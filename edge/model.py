@@ -8,7 +8,7 @@ by the model's task) in source-frame pixels. The three stages are also exposed o
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from edge.autoconfig import check_input_size, ultralytics_config
 from edge.backends import create_backend
 from edge.backends.base import check_threads
 from edge.backends.tensorrt import PLAN_SUFFIXES, plan_sidecar
+from edge.backends.triton import triton_entry
 from edge.config import (
     LAYOUTS,
     METADATA_KEY,
@@ -130,6 +131,8 @@ class Model:
                  report: Optional[Callable[[str], None]] = None) -> None:
         threads = check_threads(threads)  # before anything slow: a bad count fails at once
         self.path = resolve_model(model)
+        if backend == "triton":  # a Triton repository entry: its ONNX file and edge_config.json
+            self.path, config_file = triton_entry(self.path, config_file)
         plan = self.path.suffix.lower() in PLAN_SUFFIXES
         if plan:  # a TensorRT plan: only TensorRT reads its I/O, and its sidecar holds the config
             if backend not in ("auto", "tensorrt"):
@@ -193,6 +196,44 @@ class Model:
         """Raw outputs -> the task's result (Detections, Classification, Segmentation, Keypoints) in frame pixels."""
         return self.decoder(outputs, transform)
 
+    # Batches of frames (several streams through one inference call).
+    @property
+    def batch_limit(self) -> Optional[int]:
+        """Most frames one inference call takes: 1 for a fixed batch, None for any number (a dynamic batch).
+
+        A dynamic batch needs a symbolic first dimension on the input and on every output the decoder reads
+        (an output without a batch axis, like a per-image box list, cannot be split by frame); a TensorRT
+        engine is bounded by its optimization profile's largest batch.
+        """
+        spec = next((i for i in self.backend.inputs if i.name == self._input_name), None)
+        if spec is None or not spec.shape or isinstance(spec.shape[0], int):
+            return 1
+        read = set(self.decoder.output_names) or {o.name for o in self.backend.outputs}
+        if any(not o.shape or isinstance(o.shape[0], int) for o in self.backend.outputs if o.name in read):
+            return 1
+        return _engine_batch_limit(self.backend, self._input_name)
+
+    def preprocess_batch(self, images_bgr: Sequence[np.ndarray]) -> Tuple[np.ndarray, List[Transform]]:
+        """BGR frames -> (one input tensor of len(images_bgr) items, a Transform per frame)."""
+        batch: Optional[np.ndarray] = None
+        transforms = []
+        for index, image in enumerate(images_bgr):
+            tensor, transform = self.preprocessor(image)  # a reused buffer: copied into the batch at once
+            if batch is None:
+                batch = np.empty((len(images_bgr),) + tensor.shape[1:], tensor.dtype)
+            batch[index] = tensor[0]
+            transforms.append(transform)
+        if batch is None:
+            raise ValueError("preprocess_batch needs at least one frame")
+        return batch, transforms
+
+    def decode_batch(self, outputs: Dict[str, np.ndarray], transforms: Sequence[Transform]) -> List[Result]:
+        """Raw outputs of a batch -> one result per frame (the decoders read one batch item at a time)."""
+        if len(transforms) == 1:
+            return [self.decoder(outputs, transforms[0])]
+        return [self.decoder({name: array[index:index + 1] for name, array in outputs.items()}, transform)
+                for index, transform in enumerate(transforms)]
+
     def __call__(self, image_bgr: np.ndarray) -> Result:
         """Preprocess, infer and decode one frame; stage times in ``last_timings_ms``."""
         t0 = time.perf_counter()
@@ -231,6 +272,20 @@ class Model:
 def load_model(model: Optional[Union[str, Path]] = None, **kwargs: Any) -> Model:
     """Load a model (None: the built-in face detector; a zoo name; or a .onnx path). See :class:`Model`."""
     return Model(model, **kwargs)
+
+
+def _engine_batch_limit(backend: Any, input_name: str) -> Optional[int]:
+    """The largest batch the backend takes for ``input_name``: a TensorRT engine's optimization profile, a Triton
+    model's max_batch_size (0: the model's own dims decide); None when nothing bounds it."""
+    served = getattr(backend, "max_batch_size", None)
+    if served:
+        return int(served)
+    runner = getattr(backend, "_runner", None)
+    for tensor in getattr(runner, "inputs", None) or ():
+        profile = getattr(tensor, "profile", None)
+        if getattr(tensor, "name", None) == input_name and profile:
+            return int(profile[2][0])
+    return None
 
 
 def _plan_config(plan: Path) -> Optional[Dict[str, Any]]:

@@ -21,12 +21,74 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import numpy as np
+
 from edge.errors import EdgeError
 from edge.sinks import FrameRecord, OutputWriteError, close_sinks
 from edge.stats import STAGES, StageTimes, peak_rss_mb
 
 _END = object()
 _POLL_S = 0.1
+
+
+@dataclass
+class StreamStats:
+    """One stream of a multi-stream run: frames delivered, capture-to-result latency, and how it ended.
+
+    name: the URI (passwords redacted) or the name given to it. last_result_s: seconds from the run's start
+    to this stream's last result (its FPS is over that span). lost: a live source gone for good.
+    """
+
+    index: int
+    name: str
+    frames: int = 0
+    detections: int = 0
+    last_result_s: float = 0.0
+    latencies_ms: List[float] = field(default_factory=list)
+    ended: str = ""
+    lost: bool = False
+    dropped: int = 0
+
+    @property
+    def fps(self) -> float:
+        """Results per second of this stream, from the run's start to its last result."""
+        return self.frames / self.last_result_s if self.last_result_s > 0 else 0.0
+
+    def latency_ms(self, qs: Sequence[float] = (50, 95)) -> Optional[List[float]]:
+        """Percentiles of capture-to-result latency in ms, or None before the first result."""
+        if not self.latencies_ms:
+            return None
+        return [float(v) for v in np.percentile(np.asarray(self.latencies_ms, dtype=np.float64), list(qs))]
+
+    def add(self, count: int, latency_ms: float, since_start_s: float) -> None:
+        """Count one delivered result."""
+        self.frames += 1
+        self.detections += count
+        self.latencies_ms.append(latency_ms)
+        self.last_result_s = since_start_s
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Machine-readable form (for --summary-json and the benchmarks)."""
+        pcts = self.latency_ms() or [None, None]
+        return {"index": self.index, "name": self.name, "frames": self.frames, "fps": round(self.fps, 3),
+                "detections": self.detections, "latency_p50_ms": _round(pcts[0]), "latency_p95_ms": _round(pcts[1]),
+                "ended": self.ended, "lost": self.lost, "dropped": self.dropped}
+
+    def text(self) -> str:
+        """One summary line."""
+        pcts = self.latency_ms()
+        latency = f", latency p50 {pcts[0]:.1f} ms, p95 {pcts[1]:.1f} ms" if pcts else ""
+        lost = "; LOST for good" if self.lost else ""
+        return (f"  stream {self.index} {self.name}: {self.frames} frames, {self.fps:.1f} FPS{latency}; "
+                f"ended: {self.ended or 'still running when the run stopped'}{lost}")
+
+
+def _counts_text(counts: Optional[Dict[str, int]]) -> str:
+    return " (" + ", ".join(f"{key} {value}" for key, value in counts.items()) + ")" if counts else ""
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 3)
 
 
 @dataclass
@@ -47,10 +109,14 @@ class RunSummary:
     peak_rss_mb: Optional[float] = None
     #: what each output really holds after the run, e.g. {"out.mp4": 120}
     outputs: Dict[str, int] = field(default_factory=dict)
+    #: outputs' own counts (Sink.summary()), e.g. {"mqtt://host/t": {"published": 40, "dropped": 2, ...}}
+    output_counts: Dict[str, Dict[str, int]] = field(default_factory=dict)
     interrupted: bool = False
     #: frames of a video file that could not be decoded and were skipped (Source.skipped_frames)
     skipped_frames: int = 0
     times: StageTimes = field(default_factory=StageTimes)
+    #: multi-stream runs: one entry per stream (empty for one source)
+    streams: List[StreamStats] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -68,14 +134,19 @@ class RunSummary:
                 "ended": self.ended, "dropped": self.dropped, "skipped_frames": self.skipped_frames,
                 "detections": self.detections,
                 "outputs": dict(self.outputs), "first_result_s": self.first_result_s,
+                **({"output_counts": {n: dict(c) for n, c in self.output_counts.items()}} if self.output_counts
+                   else {}),
                 "peak_rss_mb": self.peak_rss_mb,
                 "first_result_at_perf_counter_s": self.first_result_at_s, "stages": stages,
-                "slowest_stage": self.times.slowest_stage()}
+                "slowest_stage": self.times.slowest_stage(),
+                **({"streams": [stream.to_dict() for stream in self.streams]} if self.streams else {})}
 
     def text(self, source: str = "") -> str:
         """The multi-line summary printed when the app stops."""
         head = f"summary: {self.frames} frames in {self.elapsed_s:.2f} s, {self.fps:.1f} FPS"
         extras = [f"source {source}"] if source else []
+        if self.streams:
+            extras = [f"{len(self.streams)} streams"]
         extras.append(f"ended: {self.ended}")
         if self.skipped_frames:
             extras.append(f"{self.skipped_frames} undecodable frame{'s' if self.skipped_frames != 1 else ''} skipped")
@@ -86,9 +157,31 @@ class RunSummary:
         if self.peak_rss_mb is not None:
             extras.append(f"peak memory {self.peak_rss_mb:.0f} MB")
         if self.outputs:
-            held = ", ".join(f"{name}: {count} frames" for name, count in self.outputs.items())
+            held = ", ".join(f"{name}: {count} frames" + _counts_text(self.output_counts.get(name))
+                             for name, count in self.outputs.items())
             extras.append(f"outputs hold {held}")
-        return head + " (" + "; ".join(extras) + ")\n" + self.times.table()
+        streams = "".join(stream.text() + "\n" for stream in self.streams)
+        return head + " (" + "; ".join(extras) + ")\n" + streams + self.times.table()
+
+
+def network_ms(model: Any) -> Optional[float]:
+    """The round trip of a remote backend's last call (triton), part of "infer"; None for local backends."""
+    return getattr(getattr(model, "backend", None), "last_network_ms", None)
+
+
+def model_stages(model: Any, tracked: bool) -> Sequence[str]:
+    """pipeline_stages, with a "network" row under "infer" for a remote backend (its share of inference)."""
+    stages = tuple(pipeline_stages(tracked))
+    if hasattr(getattr(model, "backend", None), "last_network_ms"):
+        after = stages.index("infer") + 1
+        stages = stages[:after] + ("network",) + stages[after:]
+    return stages
+
+
+def pipeline_stages(tracked: bool) -> Sequence[str]:
+    """The timed stages in order; a tracker's "track" stage follows "decode"."""
+    after_decode = STAGES.index("decode") + 1
+    return STAGES if not tracked else STAGES[:after_decode] + ("track",) + STAGES[after_decode:]
 
 
 class _Worker(threading.Thread):
@@ -152,9 +245,7 @@ class Pipeline:
         self._stop = threading.Event()
         self._captured: "queue.Queue[Any]" = queue.Queue(maxsize=2)
         self._results: "queue.Queue[Any]" = queue.Queue(maxsize=2)
-        after_decode = STAGES.index("decode") + 1
-        stages = STAGES if tracker is None else STAGES[:after_decode] + ("track",) + STAGES[after_decode:]
-        self.summary = RunSummary(times=StageTimes(stages))
+        self.summary = RunSummary(times=StageTimes(model_stages(model, tracker is not None)))
         self._recent: Dict[str, float] = {}
         self._run_start = self.started_s
 
@@ -195,6 +286,9 @@ class Pipeline:
             t3 = time.perf_counter()
             timings = {"capture": capture_ms, "preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
                        "decode": (t3 - t2) * 1e3}
+            network = network_ms(model)
+            if network is not None:
+                timings["network"] = network
             if self.tracker is not None:  # here, in frame order: a tracker must see every frame in sequence
                 result = self.tracker.update(result)
                 timings["track"] = (time.perf_counter() - t3) * 1e3
@@ -202,10 +296,14 @@ class Pipeline:
                 return
         _put(self._results, _END, self._stop)
 
+    def _workers(self) -> List[_Worker]:
+        """The threads that feed the results queue (capture and inference)."""
+        return [_Worker("edge-capture", self._capture_loop), _Worker("edge-infer", self._infer_loop)]
+
     # ---------------------------------------------------------------- main
     def run(self) -> RunSummary:
         """Process frames until the input ends, the frame limit, a stop request or Ctrl-C."""
-        workers = [_Worker("edge-capture", self._capture_loop), _Worker("edge-infer", self._infer_loop)]
+        workers = self._workers()
         summary = self.summary
         start = self._run_start = time.perf_counter()
         summary.ended = "end of input"
@@ -247,18 +345,22 @@ class Pipeline:
             summary.skipped_frames = int(getattr(self.source, "skipped_frames", 0) or 0)
         return summary
 
-    def _deliver(self, frame: Any, result: Any, timings: Dict[str, float]) -> bool:
+    def _deliver(self, frame: Any, result: Any, timings: Dict[str, float],
+                 stream: Optional[StreamStats] = None) -> bool:
         summary = self.summary
         annotated = None
         t0 = time.perf_counter()
         if self.annotator is not None and any(getattr(s, "needs_annotated", False) for s in self.sinks):
             annotated = self.annotator.annotate(frame.image.copy(), result)
             elapsed_s = t0 - self._run_start
-            fps = summary.frames / elapsed_s if summary.frames and elapsed_s > 0 else None
+            frames = summary.frames if stream is None else stream.frames  # a stream's tile shows its own rate
+            fps = frames / elapsed_s if frames and elapsed_s > 0 else None
             self.annotator.annotate_status(annotated, fps, self._recent)
         t1 = time.perf_counter()
         timings["draw"] = (t1 - t0) * 1e3
         record = FrameRecord(result, frame=frame.index, timestamp_s=round(frame.timestamp_s, 6))
+        if stream is not None:  # multi-stream runs only: one source's lines stay as they were
+            record["stream"] = {"index": stream.index, "name": stream.name}
         if any(getattr(sink, "needs_record", True) for sink in self.sinks):
             record["result"] = result.to_json()  # milliseconds for masks (COCO RLE): only when some sink reads it
         record["timings_ms"] = timings
@@ -276,7 +378,10 @@ class Pipeline:
         summary.times.add(timings)
         summary.frames += 1
         summary.dropped = int(getattr(self.source, "dropped", 0) or 0)  # live, for a status line
-        summary.detections += len(result) if hasattr(result, "__len__") else 0
+        count = len(result) if hasattr(result, "__len__") else 0
+        summary.detections += count
+        if stream is not None:
+            stream.add(count, timings["latency"], now - self._run_start)
         self._recent = {k: v for k, v in timings.items() if k != "latency"}
         return keep_going
 
@@ -287,10 +392,13 @@ class Pipeline:
         try:
             close_sinks(self.sinks)
         finally:
-            for sink in self.sinks:
-                count = sink.frames_in_output if hasattr(sink, "frames_in_output") else None
+            for part in (part for sink in self.sinks for part in getattr(sink, "parts", [sink])):  # one per stream
+                count = part.frames_in_output if hasattr(part, "frames_in_output") else None
                 if count is not None:
-                    self.summary.outputs[str(getattr(sink, "name", sink))] = int(count)
+                    self.summary.outputs[str(getattr(part, "name", part))] = int(count)
+                counts = part.summary() if callable(getattr(part, "summary", None)) else None
+                if counts:  # e.g. the MQTT output: published, dropped, unconfirmed
+                    self.summary.output_counts[str(getattr(part, "name", part))] = dict(counts)
             for worker in workers:
                 if worker.is_alive():
                     worker.join(timeout=2.0)

@@ -320,7 +320,9 @@ def choose_quantizer(options: QuantizeOptions) -> str:
 def _modelopt_installed() -> bool:
     """Found without importing it: importing modelopt.onnx patches ONNX Runtime's quantization classes for the
     rest of the process (ONNX Runtime's own quantize_static then fails), so it is imported only to be used."""
-    if os.environ.get("EDGE_NO_MODELOPT"):  # lets tests (and users) pick ONNX Runtime's tools with modelopt present
+    from edge.settings import modelopt_disabled
+
+    if modelopt_disabled():  # lets tests (and users) pick ONNX Runtime's tools with modelopt present
         return False
     import importlib.util
 

@@ -3,6 +3,9 @@
 EDGE_CACHE_DIR      where engines, timing caches and calibration caches go (default: $XDG_CACHE_HOME/edge,
                     else ~/.cache/edge)
 EDGE_CUDA           preferred CUDA layer: "cuda-python" or "pycuda" (default: whichever imports, cuda-python first)
+EDGE_MQTT_PASSWORD  the password of mqtt:// and mqtts:// outputs (kept out of the process list)
+EDGE_NO_MODELOPT    set (non-empty): edge.quantize uses ONNX Runtime's quantization tools even where NVIDIA ModelOpt
+                    is installed
 """
 
 import os
@@ -23,3 +26,13 @@ def preferred_cuda_layer() -> Optional[str]:
     """EDGE_CUDA, or None for the default order."""
     value = os.environ.get("EDGE_CUDA", "").strip().lower()
     return value or None
+
+
+def mqtt_password() -> Optional[str]:
+    """EDGE_MQTT_PASSWORD, or None when unset or empty."""
+    return os.environ.get("EDGE_MQTT_PASSWORD") or None
+
+
+def modelopt_disabled() -> bool:
+    """Whether EDGE_NO_MODELOPT asks edge.quantize to leave NVIDIA ModelOpt out."""
+    return bool(os.environ.get("EDGE_NO_MODELOPT"))

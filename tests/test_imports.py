@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONAL = ["cv2", "onnxruntime", "tensorrt", "pycuda", "cuda", "cupy", "torch", "tensorflow", "skimage",
-            "tflite2onnx", "matplotlib"]
+            "tflite2onnx", "matplotlib", "paho", "tritonclient", "kserve", "modelopt"]
 
 SCRIPT = textwrap.dedent("""
     import importlib, pkgutil, sys

@@ -17,14 +17,15 @@ from edge.backends.onnxruntime import (
 )
 from edge.backends.opencv import OpenCVBackend
 from edge.backends.tensorrt import TensorRTBackend
+from edge.backends.triton import TritonBackend
 from edge.errors import EdgeError
 
 BACKENDS: Dict[str, Type[Backend]] = {
     cls.name: cls
     for cls in (TensorRTBackend, OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend, OnnxRuntimeCUDABackend,
-                OnnxRuntimeCPUBackend, OpenCVBackend)
+                OnnxRuntimeCPUBackend, OpenCVBackend, TritonBackend)
 }
-#: what "auto" tries, fastest first
+#: what "auto" tries, fastest first (never triton: a remote server is asked for by name, with its address)
 AUTO_ORDER: Tuple[str, ...] = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "opencv")
 
 

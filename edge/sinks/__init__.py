@@ -20,15 +20,18 @@ from edge.sinks.files import (
     IMAGE_EXTS,
     VIDEO_FOURCC_BY_EXT,
     ImageSink,
+    PerStreamSink,
     SegmentedVideoSink,
     VideoSink,
+    stream_output,
 )
 from edge.sinks.jsonl import JSON_EXTS, JsonLinesSink, dumps_line, jsonable
 from edge.sinks.masks import MaskImageSink, check_outputs_for_task, class_image, is_mask_spec, mask_path
-from edge.sinks.window import WindowSink, display_available, opencv_has_gui
+from edge.sinks.mqtt import MqttSink, is_mqtt_spec
+from edge.sinks.window import TiledWindowSink, WindowSink, display_available, opencv_has_gui
 
 __all__ = ["DEFAULT_VIDEO_FPS", "IMAGE_EXTS", "JSON_EXTS", "VIDEO_FOURCC_BY_EXT", "FrameRecord", "ImageSink",
-           "JsonLinesSink", "MaskImageSink", "OutputWriteError", "SegmentedVideoSink",
+           "JsonLinesSink", "MaskImageSink", "MqttSink", "OutputWriteError", "SegmentedVideoSink",
            "Sink", "VideoSink", "WindowSink", "check_outputs_for_task", "class_image", "close_sinks",
            "display_available", "dumps_line", "jsonable", "open_sinks", "opencv_has_gui"]
 
@@ -36,7 +39,8 @@ ACCEPTED_OUTPUTS = (
     "'-' or 'stdout' (JSON lines), a .jsonl/.json file, a video file ("
     + " ".join(sorted(VIDEO_FOURCC_BY_EXT))
     + "), an image pattern like out_%05d.jpg or an image file or folder/, mask images of a segmentation model "
-    "like mask:masks_%05d.png (class id per pixel), 'display' or 'display://0', 'none'"
+    "like mask:masks_%05d.png (class id per pixel), an MQTT topic like mqtt://[user@]host[:port]/topic?qos=1 "
+    "(mqtts:// for TLS; the password in EDGE_MQTT_PASSWORD), 'display' or 'display://0', 'none'"
 )
 
 
@@ -71,6 +75,8 @@ def _refuse_duplicates(specs: Sequence[str]) -> None:
 
 
 def _sink_for(spec: str, fps: Optional[float], overwrite: bool, segment_s: Optional[float]) -> Optional[Sink]:
+    if is_mqtt_spec(spec):
+        return MqttSink(spec)  # connects on the first frame: opening and closing it here has no side effect
     if is_mask_spec(spec):
         if not mask_path(spec):
             raise EdgeError("'mask:' needs a file pattern after it", "write it like mask:masks_%05d.png", "--output")
@@ -93,7 +99,8 @@ def _sink_for(spec: str, fps: Optional[float], overwrite: bool, segment_s: Optio
 
 
 def open_sinks(outputs: Sequence[str], *, headless: bool, fps: Optional[float],
-               overwrite: bool = False, segment_s: Optional[float] = None) -> List[Sink]:
+               overwrite: bool = False, segment_s: Optional[float] = None, streams: Sequence[str] = (),
+               stream_fps: Sequence[Optional[float]] = ()) -> List[Sink]:
     """Turn output specs into sinks, checking every path before any processing starts.
 
     outputs: specs such as "-", "out.jsonl", "out.mp4", "out_%05d.jpg", "mask:masks_%05d.png", "display", "none"; a
@@ -103,7 +110,10 @@ def open_sinks(outputs: Sequence[str], *, headless: bool, fps: Optional[float],
     without it). segment_s: cut video files into segments of this many seconds (out.mp4 ->
     out_00000.mp4, ...), so that a kill or power cut loses at most the last one; an error when no
     video output is given. Nothing is created here: files are created on the first frame, so calling this
-    and closing the sinks at once is a side-effect-free check of the outputs.
+    and closing the sinks at once is a side-effect-free check of the outputs. streams: the names of a
+    multi-stream run's streams (two or more): the window shows them all in a grid, and every video or image
+    output becomes one per stream (``out.mp4`` -> ``out_stream0.mp4``, ..., or ``{stream}`` in the name), each
+    at its stream's frame rate from ``stream_fps``; JSON lines stay one file.
     """
     specs = [spec.strip() for spec in outputs]
     _refuse_duplicates(specs)
@@ -118,16 +128,19 @@ def open_sinks(outputs: Sequence[str], *, headless: bool, fps: Optional[float],
         for spec in specs:
             if _is_display(spec):
                 if not any(isinstance(sink, WindowSink) for sink in sinks):  # one window at most
-                    sinks.append(WindowSink("edge"))
+                    sinks.append(_window(streams))
                 continue
             sink = _sink_for(spec, fps, overwrite, segment_s)
+            if sink is not None and len(streams) > 1:
+                sink = _per_stream(sink, spec, streams, stream_fps, overwrite, segment_s)
             if sink is not None:
                 sinks.append(sink)
-        if segment_s is not None and not any(isinstance(sink, SegmentedVideoSink) for sink in sinks):
+        if segment_s is not None and not any(isinstance(part, SegmentedVideoSink)
+                                             for sink in sinks for part in getattr(sink, "parts", [sink])):
             raise EdgeError("--segment-seconds cuts video recordings into files, but no video output is given",
                             "add --output out.mp4 (or .mkv/.avi), or drop --segment-seconds", "--segment-seconds")
         if auto_window and display_available() and opencv_has_gui():
-            sinks.append(WindowSink("edge"))
+            sinks.append(_window(streams))
     except BaseException:
         close_sinks(sinks)
         raise
@@ -144,3 +157,29 @@ def close_sinks(sinks: Sequence[Sink]) -> None:
             first_error = first_error or exc
     if first_error is not None:
         raise first_error
+
+
+def _window(streams: Sequence[str]) -> WindowSink:
+    """The window: one stream's frames, or every stream of a multi-stream run in a grid."""
+    return TiledWindowSink(streams, "edge") if len(streams) > 1 else WindowSink("edge")
+
+
+def _per_stream(sink: Sink, spec: str, streams: Sequence[str], stream_fps: Sequence[Optional[float]],
+                overwrite: bool, segment_s: Optional[float]) -> Sink:
+    """A multi-stream run's output: one file (or image series) per stream for outputs of pixels, as it is
+    for the others (JSON lines, with a "stream" field in each line)."""
+    if not (sink.needs_annotated or isinstance(sink, ImageSink)):
+        return sink
+    sink.close()
+    parts: List[Sink] = []
+    try:
+        for index in range(len(streams)):
+            fps = stream_fps[index] if index < len(stream_fps) else None
+            part = _sink_for(stream_output(spec, index), fps, overwrite, segment_s)
+            if part is not None:
+                parts.append(part)
+        _refuse_duplicates([str(getattr(part, "name", part)) for part in parts])
+    except BaseException:
+        close_sinks(parts)
+        raise
+    return PerStreamSink(parts)

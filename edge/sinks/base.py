@@ -82,6 +82,11 @@ class Sink:
         """Frames this output holds so far (None: it keeps nothing)."""
         return None
 
+    def summary(self) -> Optional[Dict[str, int]]:
+        """Counts this output adds to the run summary beside :attr:`frames_in_output`, e.g. an MQTT sink's
+        {"published": 118, "dropped": 2, "unconfirmed": 0}; None when it has nothing to add. Read after close()."""
+        return None
+
     def close(self) -> None:
         """Release what the sink holds (files, writers, windows); safe to call more than once."""
         if self._closed:

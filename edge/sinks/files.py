@@ -341,3 +341,67 @@ class ImageSink(Sink):
     def frames_in_output(self) -> Optional[int]:
         """Images written."""
         return self.images_written
+
+
+def stream_output(spec: str, index: int) -> str:
+    """The output spec of one stream of a multi-stream run: ``{stream}`` in the name becomes the index, else
+    ``_stream<index>`` goes before the extension (``out.mp4`` -> ``out_stream0.mp4``,
+    ``mask:m_%05d.png`` -> ``mask:m_%05d_stream0.png``)."""
+    if "{stream}" in spec:
+        return spec.replace("{stream}", str(index))
+    prefix = next((p for p in ("mask:", "file://") if spec.startswith(p)), "")
+    text = spec[len(prefix):]
+    if text.endswith(("/", os.sep)) or Path(text).is_dir():
+        raise EdgeError("an image folder output cannot tell the streams of a multi-stream run apart",
+                        "name the files with the stream, e.g. out/cam{stream}_%05d.jpg", spec)
+    path = Path(text)
+    return prefix + str(path.with_name(f"{path.stem}_stream{index}{path.suffix}"))
+
+
+class PerStreamSink(Sink):
+    """One output per stream of a multi-stream run (a video or image files each): a frame goes to its
+    stream's part, chosen by the record's ``stream`` index. ``parts``: the sinks, by stream index."""
+
+    def __init__(self, parts: List[Sink]) -> None:
+        super().__init__()
+        self.parts = list(parts)
+        self.needs_annotated = any(part.needs_annotated for part in self.parts)
+        self.needs_record = any(part.needs_record for part in self.parts)
+        self.name = ", ".join(str(getattr(part, "name", part)) for part in self.parts)
+
+    def __repr__(self) -> str:
+        return f"PerStreamSink({self.parts!r})"
+
+    @property
+    def crash_note(self) -> Optional[str]:
+        """The parts' note (they are all of one kind)."""
+        return getattr(self.parts[0], "crash_note", None) if self.parts else None
+
+    @property
+    def frames_in_output(self) -> Optional[int]:
+        """Frames in all the parts together."""
+        counts = [part.frames_in_output for part in self.parts if part.frames_in_output is not None]
+        return sum(counts) if counts else None
+
+    def preflight(self) -> None:
+        """Every part must take the next frame."""
+        for part in self.parts:
+            part.preflight()
+
+    def check_result(self, result: Any) -> None:
+        """Every part must hold this kind of result."""
+        for part in self.parts:
+            part.check_result(result)
+
+    def _write(self, frame: Frame, annotated: Optional[np.ndarray], record: Dict[str, Any]) -> bool:
+        return self.parts[int(record["stream"]["index"])].write(frame, annotated, record)
+
+    def _close(self) -> None:
+        first_error: Optional[BaseException] = None
+        for part in self.parts:
+            try:
+                part.close()
+            except BaseException as exc:  # noqa: BLE001 - the other files must still be finalised
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error

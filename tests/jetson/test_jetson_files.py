@@ -62,7 +62,7 @@ def test_service_runs_the_camera_app_headless() -> None:
     assert argv[1:3] == ["-m", "edge.camera"]
     args = build_parser().parse_args(argv[3:])  # every flag in the unit is one the app knows
     assert args.headless
-    assert args.source == "csi://0"
+    assert args.source == ["csi://0"]  # --source may be repeated (several streams): a list
     assert args.output == ["/var/lib/edge/detections.jsonl"]
 
 
