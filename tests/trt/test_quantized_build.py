@@ -17,11 +17,11 @@ import onnx
 import pytest
 from fake_tensorrt import install_fake
 from onnx import TensorProto, helper, numpy_helper
+from test_builder import one_line_error
 
 import edge.cuda
 from edge.backends import BACKENDS
 from edge.backends.tensorrt import TensorRTBackend
-from edge.errors import EdgeError
 from edge.model import Model
 from edge.quantize import QuantizeOptions, file_precision, quantize_file, read_provenance, sha256_file
 from edge.sources import open_source
@@ -101,16 +101,6 @@ def builds(fake: Any) -> int:
 
 def provenance(model: Model) -> dict:
     return model.backend.sidecar["provenance"]
-
-
-def one_line_error(call, *needles) -> str:
-    with pytest.raises(EdgeError) as err:
-        call()
-    message = str(err.value)
-    assert "\n" not in message and "Fix:" in message, message
-    for needle in needles:
-        assert needle in message, message
-    return message
 
 
 # ------------------------------------------------------------------------------------------ edge.quantize's files
