@@ -6,6 +6,7 @@
     edge-bench --model my.onnx --task classify --preset imagenet --resize center_crop
     edge-bench compare A/results.json B/results.json
     edge-bench precision --models face,digits,resnet50   # fp32 vs fp16 vs int8: speed-ups and accuracy
+    edge-bench pipeline              # the camera loop on a 720p clip vs its stages timed alone
 
 Writes results.json / .csv / .md / plots to --out (default benchmarks/results/<UTC time>/) and
 prints the Markdown table. Exit 0 when every requested row ran or was skipped (a backend that cannot
@@ -132,6 +133,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from . import precision
 
         return precision.main(argv[1:])
+    if argv[:1] == ["pipeline"]:
+        from . import pipeline_metric
+
+        return pipeline_metric.main(argv[1:])
     if argv[:1] == ["streams"]:
         from . import streams
 

@@ -239,10 +239,26 @@ def markdown(results: Dict[str, Any]) -> str:
                  _spread(inference), fmt_ms(e2e["p50"]) if e2e else DASH,
                  DASH if fps is None else f"{fps:.1f}", _speedup(row), _memory(row), _status(row)]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    for row in rows:
+        measured = row.get("pipeline_efficiency")
+        if measured:
+            lines += ["", _efficiency_line(row["model"], measured)]
     if any(row.get("stable") is False for row in rows):
         lines += ["", "UNSTABLE rows: the clocks changed or the board throttled while they ran; do not compare "
                   "them with other runs."]
     return "\n".join(lines) + "\n"
+
+
+def _efficiency_line(model: str, measured: Dict[str, Any]) -> str:
+    """The camera loop against its stages timed alone (benchmarks/pipeline_metric.py)."""
+    size = "x".join(str(v) for v in measured["clip"]["size"])
+    line = (f"Camera loop, {model} on {measured['backend']}, a {size} clip: {measured['pipeline_fps']:.1f} FPS = "
+            f"{100 * measured['throughput_share']:.0f} % of the bound from its stages timed alone "
+            f"({measured['bound_fps']:.0f} FPS, slowest alone: {measured['slowest_alone']})")
+    if measured.get("latency_multiple") is not None:
+        line += (f"; capture-to-result p50 {measured['latency_p50_ms']:.2f} ms = {measured['latency_multiple']:.2f}x "
+                 f"the sum of the stages alone ({measured['sum_alone_p50_ms']:.2f} ms)")
+    return line + "."
 
 
 def csv_columns() -> List[str]:

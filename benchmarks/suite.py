@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from edge.errors import EdgeError
+
 from . import torch_baseline
 from .environment import capture, clock_snapshot, run_stability
 from .stats import ratio_ci
@@ -260,6 +262,16 @@ def add_pipeline(rows: List[Dict[str, Any]], models: Sequence[ModelSpec], option
         except (RuntimeError, subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
             log(f"[face {row['backend']}] pipeline: {exc}")
             row["pipeline_error"] = str(exc)
+        if row["backend"] != BASELINE:
+            continue
+        from .pipeline_metric import measure
+
+        try:  # the loop against its own stages timed alone, on a 1280x720 clip (edge-bench pipeline)
+            row["pipeline_efficiency"] = measure(str(paths[FACE]), row["backend"], max(30, options.pipeline_frames),
+                                                 threads=options.threads)
+        except (EdgeError, subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
+            log(f"[face {row['backend']}] pipeline efficiency: {exc}")
+            row["pipeline_efficiency_error"] = str(exc)
 
 
 def run_suite(models: Sequence[ModelSpec], backends: Optional[Sequence[str]], options: SuiteOptions,
