@@ -37,7 +37,7 @@ def open_source(uri: Union[str, int], *, opener: Optional[Any] = None, **options
     if spec.kind == "file":
         from edge.sources.capture import VideoFileSource  # noqa: PLC0415
 
-        return VideoFileSource(str(spec.target), loop, spec.uri)
+        return VideoFileSource(str(spec.target), loop, spec.uri, decode=spec.options.get("decode"))
     if spec.kind in ("image", "folder"):
         from edge.sources.images import open_folder, open_image  # noqa: PLC0415
 

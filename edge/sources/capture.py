@@ -18,6 +18,15 @@ from typing import Any, Optional, Tuple
 from edge.cv import has_gstreamer, require_cv2
 from edge.errors import EdgeError
 from edge.sources.base import Grabbed, Source, check_frame_size, now_s
+from edge.sources.hwdecode import (
+    JETSON_ELEMENTS,
+    DecodeChoice,
+    DecodeElements,
+    DecodeProbe,
+    FallbackOpener,
+    choose_decode,
+    choose_file_decode,
+)
 from edge.sources.openers import (
     LIST_CAMERAS_FIX,
     Opener,
@@ -42,36 +51,70 @@ class VideoFileSource(Source):
     """Every frame of a video file, in order; ``loop`` replays it (0 once, N extra times, -1 forever).
 
     A frame that cannot be decoded is skipped and counted in ``skipped_frames``; iteration ends
-    only at the real end of the file.
+    only at the real end of the file. decode: auto, hw or sw (:mod:`edge.sources.hwdecode`; on a
+    Jetson, hardware through GStreamer where it can run), kept as :attr:`decode` (a DecodeChoice).
+    elements, probe: the hardware pipeline's elements and the machine checks (tests replace them).
     """
 
-    def __init__(self, path: str, loop: int = 0, uri: Optional[str] = None) -> None:
+    decode: Optional[DecodeChoice] = None
+
+    def __init__(self, path: str, loop: int = 0, uri: Optional[str] = None, decode: Optional[str] = None,
+                 elements: DecodeElements = JETSON_ELEMENTS, probe: DecodeProbe = DecodeProbe()) -> None:
         super().__init__(uri or path)
         self._path = path
         self._loops_left = loop
         self._cap: Any = None  # set before opening: close() may run on a half-built source
+        self.decode = choose_file_decode(path, decode or "auto", elements, probe)
         self._cap = self._open()
-        cv2 = require_cv2()
-        count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0
-        self._frame_count = int(count) if 0 < count < 1e9 else 0  # frames in one pass, 0 when unknown
-        self._pass_frames = 0  # frames delivered or skipped in this pass
-        image = self._read_skipping()
+        image = self._first_frame()
         if image is None:
             self._cap.release()
             raise _undecodable(path)
         self._pending: Optional[Any] = image
         self.size_wh = (int(image.shape[1]), int(image.shape[0]))
         check_frame_size(self.size_wh, where=f"source {self.uri}")
-        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        fps = float(self._cap.get(require_cv2().CAP_PROP_FPS) or 0.0)
         self.fps = fps if fps > 0 else None
 
+    def _first_frame(self) -> Optional[Any]:
+        """The first frame (its frame count read first); a hardware pipeline that gives none falls back."""
+        cv2 = require_cv2()
+        count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0
+        self._frame_count = int(count) if 0 < count < 1e9 else 0  # frames in one pass, 0 when unknown
+        self._pass_frames = 0  # frames delivered or skipped in this pass
+        image = self._read_skipping()
+        if image is None and self.decode is not None and self.decode.hardware:
+            self._cap.release()
+            self.decode = self.decode.fell_back("it delivered no frame")
+            self._cap = self._open()
+            return self._first_frame()
+        return image
+
     def _open(self) -> Any:
+        if self.decode is not None and self.decode.hardware:
+            cap = self._open_pipeline(str(self.decode.pipeline))
+            if cap is not None:
+                return cap
         cv2 = require_cv2("reading video files")
         cap = cv2.VideoCapture(self._path)
         if not cap.isOpened():
             cap.release()
             raise _undecodable(self._path)
         return cap
+
+    def _open_pipeline(self, pipeline: str) -> Optional[Any]:
+        """The hardware pipeline opened (within the GStreamer open timeout), or None after falling back."""
+        try:
+            cap = gstreamer_opener(pipeline)()
+        except EdgeError as exc:
+            cap, why = None, exc.what
+        else:
+            why = "the pipeline did not open"
+            if cap.isOpened():
+                return cap
+            cap.release()
+        self.decode = self.decode.fell_back(why) if self.decode is not None else None
+        return None
 
     def _grab(self, timeout_s: Optional[float]) -> Optional[Grabbed]:
         image, self._pending = self._pending, None
@@ -137,6 +180,7 @@ class LiveCaptureSource(Source):
     """
 
     live = True
+    decode: Optional[DecodeChoice] = None  # set by open_live for RTSP: hardware or software decode
 
     def __init__(
         self,
@@ -294,16 +338,16 @@ def open_live(spec: SourceSpec, opener: Optional[Opener] = None) -> LiveCaptureS
         return LiveCaptureSource(spec.uri, opener, error, reconnect)
     if spec.kind in ("rtsp", "http"):
         url = str(spec.target)
-        if opener is None and spec.kind == "rtsp" and has_gstreamer():
-            pipeline = rtsp_pipeline(url, spec.option_int("latency", 200), spec.options.get("codec", "h264"))
-            opener = gstreamer_opener(pipeline)
-        opener = opener or ffmpeg_opener(url)
+        fallback = _rtsp_opener(spec) if opener is None and spec.kind == "rtsp" else None
+        opener = opener or fallback or ffmpeg_opener(url)
         error = EdgeError(
             f"cannot open stream {redact_url(url)}",
             fix="check that it plays with: ffprobe URL (or VLC), the user, password and network",
             where="source",
         )
-        return LiveCaptureSource(spec.uri, opener, error, reconnect, lost_what="stream")
+        source = LiveCaptureSource(spec.uri, opener, error, reconnect, lost_what="stream")
+        source.decode = fallback.choice if fallback is not None else None
+        return source
     if spec.kind == "gst":
         if opener is None:
             _require_gstreamer("a gst:// pipeline", shown)
@@ -316,6 +360,21 @@ def open_live(spec: SourceSpec, opener: Optional[Opener] = None) -> LiveCaptureS
         finite = spec.option_bool("finite", finite_pipeline(str(spec.target)) is not None)
         return LiveCaptureSource(spec.uri, opener, error, reconnect, lost_what="stream", end_of_stream=finite)
     raise ValueError(f"not a live source kind: {spec.kind}")
+
+
+def _rtsp_opener(spec: SourceSpec, elements: DecodeElements = JETSON_ELEMENTS,
+                 probe: DecodeProbe = DecodeProbe()) -> FallbackOpener:
+    """RTSP through the hardware decoder where it can run, else as before: avdec through GStreamer where OpenCV
+    has it, FFmpeg where not."""
+    url, codec = str(spec.target), spec.options.get("codec", "h264").lower()
+    latency_ms = spec.option_int("latency", 200)
+    gstreamer = has_gstreamer()
+    software = f"avdec_{codec} via GStreamer" if gstreamer else "FFmpeg"
+    choice = choose_decode(spec.options.get("decode", "auto"), redact_url(url), software, lambda: (codec, "codec="),
+                           lambda name: rtsp_pipeline(url, latency_ms, name, elements=elements), elements, probe)
+    soft = gstreamer_opener(rtsp_pipeline(url, latency_ms, codec, jetson=False)) if gstreamer else ffmpeg_opener(url)
+    hard = gstreamer_opener(choice.pipeline) if choice.pipeline else soft
+    return FallbackOpener(choice, hard, soft)
 
 
 def _csi_pipeline_for(spec: SourceSpec) -> str:

@@ -4,6 +4,7 @@ streams; and the checks that refuse a source that cannot work here before anythi
 An opener is a callable returning a cv2.VideoCapture-like object; :mod:`edge.sources.capture` reads it.
 """
 
+import functools
 import os
 import sys
 import threading
@@ -63,13 +64,18 @@ def _v4l2_error(spec: SourceSpec) -> EdgeError:
 GST_OPEN_TIMEOUT_S = 20.0
 #: where a missing element usually comes from
 GST_PACKAGES = {"v4l2src": "gstreamer1.0-plugins-good", "rtspsrc": "gstreamer1.0-plugins-good",
-                "rtph264depay": "gstreamer1.0-plugins-good", "jpegdec": "gstreamer1.0-plugins-good",
-                "h264parse": "gstreamer1.0-plugins-bad", "avdec_h264": "gstreamer1.0-libav",
+                "rtph264depay": "gstreamer1.0-plugins-good", "rtph265depay": "gstreamer1.0-plugins-good",
+                "qtdemux": "gstreamer1.0-plugins-good", "matroskademux": "gstreamer1.0-plugins-good",
+                "avidemux": "gstreamer1.0-plugins-good", "jpegdec": "gstreamer1.0-plugins-good",
+                "h264parse": "gstreamer1.0-plugins-bad", "h265parse": "gstreamer1.0-plugins-bad",
+                "avdec_h264": "gstreamer1.0-libav", "avdec_h265": "gstreamer1.0-libav",
                 "x264enc": "gstreamer1.0-plugins-ugly", "videotestsrc": "gstreamer1.0-plugins-base",
                 "videoconvert": "gstreamer1.0-plugins-base", "appsink": "gstreamer1.0-plugins-base",
+                "filesrc": "libgstreamer1.0-0", "queue": "libgstreamer1.0-0",
                 "nvarguscamerasrc": "JetPack's nvidia-l4t-gstreamer (Jetson only)",
                 "nvvidconv": "JetPack's nvidia-l4t-gstreamer (Jetson only)",
-                "nvv4l2decoder": "JetPack's nvidia-l4t-gstreamer (Jetson only)"}
+                "nvv4l2decoder": "JetPack's nvidia-l4t-gstreamer (Jetson only)",
+                "nvjpegdec": "JetPack's nvidia-l4t-gstreamer (Jetson only)"}
 
 
 def pipeline_elements(pipeline: str) -> List[str]:
@@ -82,24 +88,39 @@ def pipeline_elements(pipeline: str) -> List[str]:
     return names
 
 
-def missing_gst_elements(pipeline: str) -> List[str]:
-    """Elements of ``pipeline`` that gst-inspect-1.0 says are not installed ([] where the tool is absent)."""
-    import shutil
-    import subprocess
+@functools.lru_cache(maxsize=None)
+def _element_exists(tool: str, name: str) -> Optional[bool]:
+    """gst-inspect-1.0 --exists NAME, once per process (plugins do not come and go while edge runs)."""
+    import subprocess  # noqa: PLC0415 - only where a GStreamer pipeline is opened
+
+    try:
+        done = subprocess.run([tool, "--exists", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.returncode == 0
+
+
+def gst_inspect_missing(names: List[str]) -> Optional[List[str]]:
+    """Which of the element ``names`` gst-inspect-1.0 does not find; None where the tool is absent or fails."""
+    import shutil  # noqa: PLC0415
 
     tool = shutil.which("gst-inspect-1.0")
     if tool is None:
-        return []
+        return None
     missing = []
-    for name in pipeline_elements(pipeline):
-        try:
-            done = subprocess.run([tool, "--exists", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return []
-        if done.returncode != 0:
+    for name in names:
+        exists = _element_exists(tool, name)
+        if exists is None:
+            return None
+        if not exists:
             missing.append(name)
     return missing
+
+
+def missing_gst_elements(pipeline: str) -> List[str]:
+    """Elements of ``pipeline`` that gst-inspect-1.0 says are not installed ([] where the tool is absent)."""
+    return gst_inspect_missing(pipeline_elements(pipeline)) or []
 
 
 def gstreamer_opener(pipeline: str, timeout_s: Optional[float] = None) -> Opener:

@@ -4,18 +4,22 @@ Conventions follow jetson-utils' ``videoSource`` where they can (``csi://0``, ``
 ``rtsp://…``, ``file://x.mp4``, a folder of images), with options in a query string
 (``csi://0?width=1920&height=1080&fps=30&flip=rotate-180``). One difference: a bare number
 such as ``0`` is a V4L2 (USB) camera here, as in OpenCV, where jetson-utils reads it as CSI.
-This module also builds the GStreamer pipelines for CSI cameras and RTSP streams.
+This module also builds the GStreamer pipelines for CSI cameras and RTSP streams (video files' hardware
+decode pipelines: :mod:`edge.sources.hwdecode`).
 """
 
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import unquote
 
 from edge.errors import EdgeError
 from edge.sources.base import MAX_FRAME_SIDE_PX, check_frame_size
+
+if TYPE_CHECKING:
+    from edge.sources.hwdecode import DecodeElements
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SCHEMES = ("v4l2", "csi", "rtsp", "rtsps", "http", "https", "file", "gst", "demo")
@@ -44,9 +48,9 @@ _OPTION_TYPES: Dict[str, Dict[str, str]] = {
         "output_height": "size",
         "reconnect": "count",
     },
-    "rtsp": {"latency": "count", "codec": "codec", "reconnect": "count"},
+    "rtsp": {"latency": "count", "codec": "codec", "reconnect": "count", "decode": "decode"},
     "http": {"reconnect": "count"},
-    "file": {"loop": "loop"},
+    "file": {"loop": "loop", "decode": "decode"},
     "image": {"loop": "loop"},
     "folder": {"loop": "loop"},
     "gst": {"reconnect": "count", "finite": "bool"},
@@ -293,6 +297,8 @@ def _value_problem(check: str, value: str) -> Optional[str]:
         return None if value in ("face", "digits") else "face or digits"
     if check == "codec":
         return None if value.lower() in ("h264", "h265") else "h264 or h265"
+    if check == "decode":  # hardware (Jetson), software, or hardware where it can run: edge.sources.hwdecode
+        return None if value.lower() in ("auto", "hw", "sw") else "auto, hw or sw"
     return None if value.lower() in _TRUE + _FALSE else "1 or 0"
 
 
@@ -336,23 +342,29 @@ def _fraction(fps: float) -> str:
 
 
 def is_jetson() -> bool:
-    """Whether this machine is a Jetson (L4T writes /etc/nv_tegra_release)."""
-    return os.path.exists("/etc/nv_tegra_release")
+    """Whether this machine is a Jetson (edge.board's probe: /etc/nv_tegra_release or the device-tree model)."""
+    from edge.board import on_jetson  # noqa: PLC0415 - keeps `import edge.sources` light
+
+    return on_jetson()
 
 
-def rtsp_pipeline(url: str, latency_ms: int = 200, codec: str = "h264", jetson: Optional[bool] = None) -> str:
-    """GStreamer pipeline for an RTSP stream: hardware decoder on a Jetson, avdec elsewhere."""
+def rtsp_pipeline(url: str, latency_ms: int = 200, codec: str = "h264", jetson: Optional[bool] = None,
+                  elements: Optional["DecodeElements"] = None) -> str:
+    """GStreamer pipeline for an RTSP stream: hardware decoder on a Jetson, avdec elsewhere.
+
+    elements: the decode elements to use (JETSON_ELEMENTS, STAND_IN_ELEMENTS); default by ``jetson``.
+    """
+    from edge.sources.hwdecode import JETSON_ELEMENTS, LIVE_APPSINK, decode_chain  # noqa: PLC0415
+
     codec = codec.lower()
-    depay = f"rtp{codec}depay ! {codec}parse"
-    on_jetson = is_jetson() if jetson is None else jetson
-    if on_jetson:
-        decode = "nvv4l2decoder ! nvvidconv ! video/x-raw, format=(string)BGRx ! videoconvert"
+    jetson_here = is_jetson() if jetson is None and elements is None else jetson
+    if elements is None and jetson_here:
+        elements = JETSON_ELEMENTS
+    if elements is not None:
+        decode = decode_chain(codec, elements)
     else:
-        decode = f"avdec_{codec} ! videoconvert"
-    return (
-        f'rtspsrc location="{url}" latency={int(latency_ms)} ! {depay} ! {decode} ! '
-        f"video/x-raw, format=(string)BGR ! appsink drop=1 max-buffers=1 sync=false"
-    )
+        decode = f"{codec}parse ! avdec_{codec} ! videoconvert ! video/x-raw, format=(string)BGR"
+    return f'rtspsrc location="{url}" latency={int(latency_ms)} ! rtp{codec}depay ! {decode} ! {LIVE_APPSINK}'
 
 
 def redact_url(url: str) -> str:
