@@ -9,17 +9,14 @@ it; Ctrl-C or SIGTERM stops cleanly with a summary at any moment, from the first
 the last, and exits 130 (SIGINT) or 143 (SIGTERM).
 """
 
-import argparse
 import os
 import signal
-import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 _STARTED_S = time.perf_counter()
 
 
-def _exit_now(signum: int, frame: Any) -> None:
+def _exit_now(signum, frame):  # noqa: ANN001, ANN202 - before any other import, typing's included
     """Signals before main() has installed its handler: nothing is open yet, so leave at once."""
     name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C (SIGINT)"
     os.write(2, f"stopped by {name}\n".encode())
@@ -29,6 +26,10 @@ def _exit_now(signum: int, frame: Any) -> None:
 if __name__ == "__main__":  # the app, not an import: signals work from the first instruction
     signal.signal(signal.SIGINT, _exit_now)
     signal.signal(signal.SIGTERM, _exit_now)
+
+import argparse  # noqa: E402 - after the handlers: argparse and typing take tens of ms on a slow board
+import sys  # noqa: E402
+from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: E402
 
 from edge.console import (  # noqa: E402 - the start time is taken before the imports
     Signals,
@@ -246,6 +247,9 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
             if not args.quiet:
                 outputs = ", ".join(type(s).__name__ for s in sinks) or "none (add --output)"
                 say(f"source: {source_uri}; outputs: {outputs}")
+                decode = getattr(source, "decode", None)  # a video file's or RTSP stream's decode choice
+                for line in decode.lines() if decode is not None else ():
+                    say(line)
                 for note in filter(None, (getattr(sink, "crash_note", None) for sink in sinks)):
                     say(note)
             status = StatusLine() if not args.quiet and stderr_is_terminal() else None
@@ -372,7 +376,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         signals.acknowledge()
         say(f"stopped by {signals.name}")
-        return signals.exit_code
+        return _stopped_before_the_run(signals.exit_code, argv is None)
     except ImportError:
         # A signal that lands inside a C extension's import (numpy's, seen on a slow emulated board) surfaces
         # as that import failing: it was the stop that was asked for, not a broken install.
@@ -380,9 +384,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         signals.acknowledge()
         say(f"stopped by {signals.name}")
-        return signals.exit_code
+        return _stopped_before_the_run(signals.exit_code, argv is None)
     finally:
         _discard_unwritable_stdout()
+
+
+def _stopped_before_the_run(code: int, whole_process: bool) -> int:
+    """A stop signal that interrupted start-up may have cut a native module's import in half (numpy, ONNX
+    Runtime), and tearing the interpreter down over such a module can crash (seen: SIGSEGV on Python 3.6 with
+    NumPy 1.19). No output exists before the pipeline runs, so the process ends here, streams flushed; called
+    in-process (main(argv)), it returns the code."""
+    if not whole_process:
+        return code
+    for stream in (sys.stderr, sys.stdout):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _discard_unwritable_stdout() -> None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -255,6 +256,21 @@ def test_a_fifo_nobody_writes_to_still_stops_on_a_signal(tmp_path, signum):
     assert not (tmp_path / "out.jsonl").exists()
 
 
+def _interrupted_before_edge_ran(stderr: str) -> bool:
+    """Whether a KeyboardInterrupt traceback stops before edge.camera installed its handlers: in the
+    interpreter's start-up, runpy, the import of the edge package or camera.py's lines above the handlers."""
+    if not stderr.rstrip().endswith("KeyboardInterrupt"):
+        return False
+    source = (ROOT / "edge" / "camera.py").read_text().splitlines()
+    handler_line = next(i for i, line in enumerate(source, 1) if "signal.signal(signal.SIGINT, _exit_now)" in line)
+    for path, line in re.findall(r'File "([^"]+)", line (\d+)', stderr):
+        if path.endswith("edge/camera.py") and int(line) >= handler_line:
+            return False
+        if "/edge/" in path and not path.endswith(("edge/__init__.py", "edge/camera.py")):
+            return False
+    return True
+
+
 @pytest.mark.parametrize("signum, delay_s", [(signal.SIGINT, 0.0), (signal.SIGINT, 0.2), (signal.SIGINT, 0.5),
                                              (signal.SIGINT, 1.0), (signal.SIGTERM, 0.3), (signal.SIGTERM, 1.0)])
 def test_a_signal_at_any_moment_of_start_up_stops_the_run(tmp_path, signum, delay_s):
@@ -267,6 +283,8 @@ def test_a_signal_at_any_moment_of_start_up_stops_the_run(tmp_path, signum, dela
     time.sleep(delay_s)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=30)
+    if process.returncode == 1 and signum == signal.SIGINT and _interrupted_before_edge_ran(stderr):
+        return  # Python's own Ctrl-C handler, before edge.camera's first lines (a loaded machine's slow start)
     # 128 + signum (130 SIGINT, 143 SIGTERM); -signum: the signal landed before Python ran any of edge
     assert process.returncode in (128 + signum, -signum), stderr
     if process.returncode == 128 + signal.SIGTERM:
