@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "# comments; after any --source")
     run.add_argument("--backend", default="auto", help="auto (default), onnxruntime, onnxruntime-cpu, "
                      "onnxruntime-cuda, onnxruntime-tensorrt, opencv, tensorrt, triton (an inference server)")
-    run.add_argument("--threads", type=int, help="CPU threads for inference (default: the backend's choice)")
+    run.add_argument("--threads", type=int, help="CPU threads for inference (default: the cores the pipeline's "
+                     "capture and main threads leave, at least 1; printed at start)")
     run.add_argument("--triton-url", metavar="URL", help="--backend triton: the inference server, grpc://HOST:8001 "
                      "or http://HOST:8000 (--model: the repository entry folder edge-export triton wrote)")
     run.add_argument("--triton-model", metavar="NAME", help="--backend triton: the model's name on the server "
@@ -178,6 +179,7 @@ def _check_source(source_uri: str) -> None:
 def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -> int:
     """Check every input and output, open model, source and sinks, run the pipeline, print the summary."""
     from edge.cascade import open_pipeline
+    from edge.cpu_budget import cpu_budget
     from edge.model import Model
     from edge.overlay import Annotator
     from edge.pipeline import Pipeline
@@ -223,8 +225,11 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
         backend_options["calib_images"] = args.calib_images
     if many:  # a TensorRT engine of a dynamic-batch model gets a profile that takes every stream at once
         backend_options["batch"] = (1, len(entries), len(entries))
+    budget = cpu_budget(streams=len(entries) if many else 1, threads=args.threads)  # before the model loads
+    backend_options.update(budget.backend_options())
+
     def load(name: Optional[str], first: bool) -> Model:
-        return Model(name, backend=args.backend, threads=args.threads,
+        return Model(name, backend=args.backend, threads=budget.inference,
                      config=config_overrides(args) if first else None, config_file=args.config if first else None,
                      score_threshold=args.threshold if first else None, backend_options=backend_options, report=report)
 
@@ -234,8 +239,10 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
                        match_threshold=args.match_threshold, crop=crop) as model:
         if signals is not None:
             signals.check()
+        budget = budget.for_backend(str(getattr(getattr(model, "backend", None), "name", "")))
         if not args.quiet:
             say(f"model: {model.describe()}")
+            say(budget.text())
         check_outputs_for_task(args.output, model.task)  # mask images need a segmentation model
         tracker = _tracker(model, args.track)
         if tracker is not None and not args.quiet:
@@ -257,12 +264,14 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
             if many:
                 trackers = {i: _tracker(model, True) for i in range(len(entries))} if args.track else None
                 pipeline = StreamsPipeline(model, source, sinks, trackers=trackers, annotator=Annotator(),
-                                           max_frames=args.max_frames, started_s=_STARTED_S, progress=progress)
+                                           max_frames=args.max_frames, started_s=_STARTED_S, progress=progress,
+                                           budget=budget)
                 if not args.quiet:
                     say(f"streams: {', '.join(names)}; {pipeline.batch} frame(s) per inference call")
             else:
                 pipeline = Pipeline(model, source, sinks, annotator=Annotator(), tracker=tracker,
-                                    max_frames=args.max_frames, started_s=_STARTED_S, progress=progress)
+                                    max_frames=args.max_frames, started_s=_STARTED_S, progress=progress,
+                                    budget=budget)
             failure: Optional[EdgeError] = None
             try:
                 if signals is not None:

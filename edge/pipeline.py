@@ -1,10 +1,15 @@
 """The camera pipeline: capture -> preprocess -> infer -> decode [-> track] -> draw -> sink, overlapped.
 
-Three threads connected by short queues: a capture thread pulls frames from the source, an
-inference thread preprocesses, infers, decodes and (with a tracker) tracks, and the calling
-thread draws and writes the sinks. Numpy, OpenCV and the backends release the GIL, so the
-stages run concurrently and throughput approaches 1 / (slowest stage). Every stage is timed
-on every frame.
+Three threads connected by short queues: a capture thread pulls frames from the source and
+preprocesses each into one of a small ring of preallocated input buffers (so frame N+1 is
+preprocessed while frame N is inferred), an inference thread infers, decodes and (with a
+tracker) tracks, and the calling thread draws and writes the sinks. Numpy, OpenCV and the
+backends release the GIL, so the stages run concurrently and throughput approaches
+1 / (slowest stage). Every stage is timed on every frame. A model whose preprocessing keeps
+state for its decode (a two-stage cascade) is preprocessed on the inference thread instead.
+
+Given a :class:`~edge.cpu_budget.CpuBudget`, a run sizes OpenCV's pool from it (and restores it
+after) and records it in the summary; the model's own threads were set when it was loaded.
 
 Stopping (end of input, frame limit, Ctrl-C, lost camera, a closed window, a failed output)
 always goes through the same path: threads stopped, sinks closed (files finalised), summary
@@ -23,7 +28,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from edge.cpu_budget import CpuBudget, set_opencv_threads
 from edge.errors import EdgeError
+from edge.preprocess import BufferRing, Preprocessor
 from edge.sinks import FrameRecord, OutputWriteError, close_sinks
 from edge.stats import STAGES, StageTimes, peak_rss_mb
 
@@ -117,6 +124,8 @@ class RunSummary:
     times: StageTimes = field(default_factory=StageTimes)
     #: multi-stream runs: one entry per stream (empty for one source)
     streams: List[StreamStats] = field(default_factory=list)
+    #: the CPU budget the run had (CpuBudget.to_dict()), or None when none was given
+    threads: Optional[Dict[str, Any]] = None
 
     @property
     def fps(self) -> float:
@@ -139,7 +148,8 @@ class RunSummary:
                 "peak_rss_mb": self.peak_rss_mb,
                 "first_result_at_perf_counter_s": self.first_result_at_s, "stages": stages,
                 "slowest_stage": self.times.slowest_stage(),
-                **({"streams": [stream.to_dict() for stream in self.streams]} if self.streams else {})}
+                **({"streams": [stream.to_dict() for stream in self.streams]} if self.streams else {}),
+                **({"threads": dict(self.threads)} if self.threads is not None else {})}
 
     def text(self, source: str = "") -> str:
         """The multi-line summary printed when the app stops."""
@@ -199,6 +209,20 @@ class _Worker(threading.Thread):
             self.error = exc
 
 
+def ring_preprocessor(model: Any) -> Optional[Preprocessor]:
+    """The model's Preprocessor when its preprocess() is only that (an edge Model), else None.
+
+    Then a pipeline may preprocess on another thread than the one that infers, into its own buffers;
+    a model that keeps state from preprocess to decode (a Cascade keeps the frame for its crops) may not.
+    """
+    from edge.model import Model  # noqa: PLC0415 - loaded already when a model exists
+
+    preprocessor = getattr(model, "preprocessor", None)
+    if isinstance(preprocessor, Preprocessor) and getattr(type(model), "preprocess", None) is Model.preprocess:
+        return preprocessor
+    return None
+
+
 def _put(q: "queue.Queue[Any]", item: Any, stop: threading.Event) -> bool:
     while not stop.is_set():
         try:
@@ -227,13 +251,24 @@ class Pipeline:
     annotator: draws results for the sinks that show pixels (``edge.overlay.Annotator``), or None.
     tracker: an ``edge.Tracker`` that gives detections track ids (a timed "track" stage), or None.
     progress: called with the RunSummary after every delivered frame (e.g. a live status line), or None.
+    budget: the :class:`~edge.cpu_budget.CpuBudget` the model was loaded with (sizes OpenCV's pool for the
+    run; in the summary), or None to leave thread pools as they are.
     """
+
+    #: frames waiting between capture and inference; the ring holds one more (the one being inferred). One:
+    #: a second waiting frame added a frame period to capture-to-result latency, and no throughput, when
+    #: inference is the slower stage (measured on 2 cores, face model on a 720p file)
+    QUEUE_FRAMES = 1
+    #: whether the capture thread preprocesses (a subclass with several capture threads shares no preprocessor)
+    overlap = True
 
     def __init__(self, model: Any, source: Any, sinks: Sequence[Any], *, annotator: Any = None,
                  tracker: Any = None, max_frames: Optional[int] = None,
                  started_s: Optional[float] = None,
-                 progress: Optional[Callable[[RunSummary], None]] = None) -> None:
+                 progress: Optional[Callable[[RunSummary], None]] = None,
+                 budget: Optional[CpuBudget] = None) -> None:
         self.model = model
+        self.budget = budget
         self.source = source
         self.sinks = list(sinks)
         self.annotator = annotator
@@ -243,9 +278,14 @@ class Pipeline:
         self._interrupted = False
         self.started_s = started_s if started_s is not None else time.perf_counter()
         self._stop = threading.Event()
-        self._captured: "queue.Queue[Any]" = queue.Queue(maxsize=2)
+        self._captured: "queue.Queue[Any]" = queue.Queue(maxsize=self.QUEUE_FRAMES)
         self._results: "queue.Queue[Any]" = queue.Queue(maxsize=2)
-        self.summary = RunSummary(times=StageTimes(model_stages(model, tracker is not None)))
+        self.summary = RunSummary(times=StageTimes(model_stages(model, tracker is not None)),
+                                  threads=budget.to_dict() if budget is not None else None)
+        self._preprocessor = ring_preprocessor(model) if self.overlap else None
+        #: input tensors preprocessed ahead: one being inferred, the rest queued
+        self.ring = (BufferRing(self._preprocessor.new_buffer, self.QUEUE_FRAMES + 1)
+                     if self._preprocessor is not None else None)
         self._recent: Dict[str, float] = {}
         self._run_start = self.started_s
 
@@ -260,31 +300,49 @@ class Pipeline:
 
     # ------------------------------------------------------------- threads
     def _capture_loop(self) -> None:
+        """Read each frame and, with a ring, preprocess it into a free buffer; queue (frame, ms, prepared)."""
         iterator = iter(self.source)
+        preprocessor, ring = self._preprocessor, self.ring
         while not self._stop.is_set():
             start = time.perf_counter()
             frame = next(iterator, None)
             if frame is None:
                 break
-            if not _put(self._captured, (frame, (time.perf_counter() - start) * 1e3), self._stop):
+            capture_ms = (time.perf_counter() - start) * 1e3
+            prepared = None
+            if ring is not None:
+                buffer = ring.acquire(self._stop)  # waits while every buffer is queued or being inferred
+                if buffer is None:
+                    return
+                start = time.perf_counter()
+                tensor, transform = preprocessor(frame.image, buffer)
+                prepared = (tensor, transform, (time.perf_counter() - start) * 1e3)
+            if not _put(self._captured, (frame, capture_ms, prepared), self._stop):
                 return
         _put(self._captured, _END, self._stop)
 
     def _infer_loop(self) -> None:
+        """Infer, decode (and track) each captured frame in order; queue (frame, result, timings)."""
         model = self.model
         while True:
             item = _get(self._captured, self._stop, ())
             if item is _END:
                 break
-            frame, capture_ms = item
+            frame, capture_ms, prepared = item
             t0 = time.perf_counter()
-            tensor, transform = model.preprocess(frame.image)
+            if prepared is None:
+                tensor, transform = model.preprocess(frame.image)
+                preprocess_ms = (time.perf_counter() - t0) * 1e3
+            else:
+                tensor, transform, preprocess_ms = prepared
             t1 = time.perf_counter()
             outputs = model.infer(tensor)
             t2 = time.perf_counter()
+            if prepared is not None:
+                self.ring.release(tensor)  # the backend has read it; outputs are arrays of their own
             result = model.decode(outputs, transform)
             t3 = time.perf_counter()
-            timings = {"capture": capture_ms, "preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
+            timings = {"capture": capture_ms, "preprocess": preprocess_ms, "infer": (t2 - t1) * 1e3,
                        "decode": (t3 - t2) * 1e3}
             network = network_ms(model)
             if network is not None:
@@ -305,6 +363,7 @@ class Pipeline:
         """Process frames until the input ends, the frame limit, a stop request or Ctrl-C."""
         workers = self._workers()
         summary = self.summary
+        opencv_before = set_opencv_threads(self.budget.opencv) if self.budget is not None else None
         start = self._run_start = time.perf_counter()
         summary.ended = "end of input"
         try:
@@ -343,6 +402,8 @@ class Pipeline:
             summary.elapsed_s = time.perf_counter() - start
             self._shutdown(workers)
             summary.skipped_frames = int(getattr(self.source, "skipped_frames", 0) or 0)
+            if opencv_before is not None:
+                set_opencv_threads(opencv_before)
         return summary
 
     def _deliver(self, frame: Any, result: Any, timings: Dict[str, float],

@@ -7,7 +7,9 @@ while writing straight into the preallocated NCHW or NHWC buffer. Every call als
 :class:`~edge.transform.Transform` that maps model-input pixels back to the source frame.
 """
 
-from typing import Any, Tuple
+import queue
+import threading
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
@@ -58,7 +60,9 @@ class Preprocessor:
     """Turns BGR uint8 frames into one model's input tensor (batch of 1), reusing its buffers.
 
     The returned tensor is the preprocessor's own buffer: it is overwritten by the next call,
-    so copy it if you keep it (the pipeline consumes it before asking for the next one).
+    so copy it if you keep it. A pipeline that preprocesses one frame while another is inferred
+    passes ``out``, a buffer of its own ring (:meth:`new_buffer`, :class:`BufferRing`), instead.
+    One thread at a time: the resize buffers inside are shared by every call.
     """
 
     def __init__(self, input_spec: InputSpec, spec: PreprocessSpec) -> None:
@@ -72,6 +76,8 @@ class Preprocessor:
         self._out = np.zeros(shape, self.dtype)
         self._canvas = np.full((height, width, 3), spec.pad_value, np.uint8)
         self._resized = np.empty((height, width, 3), np.uint8)
+        self._swapped = np.empty((height, width, 3), np.uint8)  # BGR -> RGB (NHWC) written here, not allocated
+        self._gray = np.empty((height, width), np.uint8)
         # (pixel * scale - mean) / std  ==  pixel * gain + bias, per model channel
         std = np.asarray(spec.std, np.float64)
         self._gain = (spec.scale / std).astype(np.float32)
@@ -150,23 +156,77 @@ class Preprocessor:
         self._interpolation = getattr(self._cv2, INTERPOLATION_FLAGS[self.spec.interpolation])
         return self._cv2
 
-    def __call__(self, image_bgr: np.ndarray) -> Tuple[np.ndarray, Transform]:
-        """Preprocess one BGR uint8 frame: (input tensor with batch dim, Transform back to the frame)."""
+    def new_buffer(self) -> np.ndarray:
+        """A fresh input tensor of this model's shape and dtype, for ``out`` (a pipeline's ring)."""
+        return np.zeros_like(self._out)
+
+    def __call__(self, image_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Transform]:
+        """Preprocess one BGR uint8 frame: (input tensor with batch dim, Transform back to the frame).
+
+        out: a buffer from :meth:`new_buffer` to write the tensor into (returned); None: the preprocessor's own.
+        """
+        target, flat = (self._target, self._flat) if out is None else self._views(out)
         resized, transform = self.resize(image_bgr)
         if self.channels == 1:
-            planes = self._cv2.cvtColor(resized, self._cv2.COLOR_BGR2GRAY)
+            planes = self._cv2.cvtColor(resized, self._cv2.COLOR_BGR2GRAY, dst=self._gray)
             planes = planes[None] if self._nchw else planes[:, :, None]
         elif self._nchw:
             planes = (resized[:, :, ::-1] if self._swap else resized).transpose(2, 0, 1)
         else:
             # numpy casts a reversed-channel view slowly; OpenCV swaps contiguously
-            planes = self._cv2.cvtColor(resized, self._cv2.COLOR_BGR2RGB) if self._swap else resized
-        np.copyto(self._target, planes, casting="unsafe")
+            planes = self._cv2.cvtColor(resized, self._cv2.COLOR_BGR2RGB, dst=self._swapped) if self._swap else resized
+        np.copyto(target, planes, casting="unsafe")
         if self._normalise:
-            self._flat *= self._gain_view
+            flat *= self._gain_view
             if self._bias_view is not None:
-                self._flat += self._bias_view
-        return self._out, transform
+                flat += self._bias_view
+        return self._out if out is None else out, transform
+
+    def _views(self, out: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(tensor without its batch dim, the view the normalisation runs on) of a caller's buffer."""
+        if (type(out) is not np.ndarray or out.shape != self._out.shape or out.dtype != self.dtype
+                or not out.flags.c_contiguous):
+            raise ValueError(f"out must be a C-contiguous {self.dtype.name} array of shape {self._out.shape} "
+                             "(Preprocessor.new_buffer())")
+        target = out[0]
+        return target, target if self._nchw else target.reshape(self._flat.shape)
+
+
+class BufferRing:
+    """A few preallocated buffers handed from one thread to another and back; thread-safe.
+
+    The producer takes a free buffer (:meth:`acquire`), fills it and passes it on; the consumer gives
+    it back (:meth:`release`) once done reading. A buffer is never handed out while another holds it,
+    so a frame preprocessed ahead cannot overwrite the tensor being inferred.
+    """
+
+    def __init__(self, make: Callable[[], np.ndarray], count: int) -> None:
+        if count < 1:
+            raise ValueError("a ring needs at least one buffer")
+        self.buffers = tuple(make() for _ in range(count))
+        self._free: "queue.Queue[np.ndarray]" = queue.Queue()
+        for buffer in self.buffers:
+            self._free.put(buffer)
+
+    def acquire(self, stop: Optional[threading.Event] = None, poll_s: float = 0.1) -> Optional[np.ndarray]:
+        """A free buffer, waiting for one; None once ``stop`` is set."""
+        while stop is None or not stop.is_set():
+            try:
+                return self._free.get(timeout=poll_s)
+            except queue.Empty:
+                continue
+        return None
+
+    def release(self, buffer: np.ndarray) -> None:
+        """Give a buffer back (the consumer has finished reading it)."""
+        if not any(buffer is own for own in self.buffers):
+            raise ValueError("release() got a buffer this ring did not hand out")
+        self._free.put(buffer)
+
+    @property
+    def free(self) -> int:
+        """Buffers not handed out now."""
+        return self._free.qsize()
 
 
 def _check_image(image: Any) -> np.ndarray:

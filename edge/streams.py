@@ -403,8 +403,12 @@ class StreamsPipeline(Pipeline):
     batching them, the calling thread drawing and writing the sinks (records carry a "stream" field).
 
     batch: frames per inference call (None: as many as the model and the streams allow; 1: round-robin).
-    trackers: one tracker per stream index, or None. Other arguments as :class:`edge.pipeline.Pipeline`.
+    trackers: one tracker per stream index, or None. Other arguments as :class:`edge.pipeline.Pipeline`
+    (a ``budget`` from ``cpu_budget(streams=len(streams))`` counts one capture thread a stream).
     """
+
+    #: preprocessing stays on the inference thread: several capture threads cannot share one preprocessor
+    overlap = False
 
     def __init__(self, model: Any, streams: StreamSet, sinks: Sequence[Any], *, batch: Optional[int] = None,
                  trackers: Optional[Dict[int, Any]] = None, **options: Any) -> None:
@@ -413,7 +417,7 @@ class StreamsPipeline(Pipeline):
         self.trackers = trackers or {}
         self.batch = batch_size(model, len(streams), batch)
         self.summary = RunSummary(times=StageTimes(model_stages(model, bool(self.trackers))),
-                                  streams=[stream.stats for stream in streams])
+                                  streams=[stream.stats for stream in streams], threads=self.summary.threads)
         self._results = queue.Queue(maxsize=max(2, self.batch))  # a whole batch fits while one is drawn
 
     def _workers(self) -> List[_Worker]:

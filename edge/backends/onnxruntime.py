@@ -55,6 +55,24 @@ def provider_options(provider: str, options: Dict[str, Any]) -> Dict[str, Any]:
     return {}
 
 
+#: session config key (ONNX Runtime 1.7+; older builds ignore unknown keys) for the intra-op pool's busy-waiting
+SPINNING_KEY = "session.intra_op.allow_spinning"
+
+
+def set_spinning(session_options: Any, spinning: bool) -> bool:
+    """Let the intra-op pool spin between calls or not; False where this ONNX Runtime cannot be told.
+
+    A spinning pool keeps its worker threads busy-waiting for the next run(): a lone benchmark loop gains a
+    little, a pipeline loses the cores its capture and drawing threads need (the backend option
+    ``spinning: False``, which the camera pipeline passes).
+    """
+    add = getattr(session_options, "add_session_config_entry", None)
+    if add is None:
+        return False
+    add(SPINNING_KEY, "1" if spinning else "0")
+    return True
+
+
 class OnnxRuntimeBackend(Backend):
     """ONNX Runtime with the best provider this build can really load (TensorRT, CUDA, CPU)."""
 
@@ -91,6 +109,8 @@ class OnnxRuntimeBackend(Backend):
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.intra_op_num_threads = int(self.threads or 0)
         session_options.log_severity_level = log_severity  # failures are checked below, not read from logs
+        if self.options.get("spinning") is False:
+            set_spinning(session_options, False)
         return session_options
 
     def _wanted(self) -> List[Any]:
