@@ -227,6 +227,9 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
         backend_options["batch"] = (1, len(entries), len(entries))
     budget = cpu_budget(streams=len(entries) if many else 1, threads=args.threads)  # before the model loads
     backend_options.update(budget.backend_options())
+    from edge.sources.capture import set_decode_threads
+
+    set_decode_threads(budget.stage_cores)  # FFmpeg's own pool would take a thread per core from inference
 
     def load(name: Optional[str], first: bool) -> Model:
         return Model(name, backend=args.backend, threads=budget.inference,

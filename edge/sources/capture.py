@@ -47,6 +47,29 @@ _JOIN_TIMEOUT_S = 3.0
 MAX_SKIPPED_IN_A_ROW = 25
 
 
+#: FFmpeg decode threads for video files; 0: FFmpeg's own choice (one per core, which then competes with
+#: inference). The camera app sets it from its CPU budget (set_decode_threads).
+DECODE_THREADS = [0]
+
+
+def set_decode_threads(count: int) -> None:
+    """Decode video files with ``count`` FFmpeg threads from now on (0: FFmpeg's default)."""
+    DECODE_THREADS[0] = max(0, int(count))
+
+
+def _open_ffmpeg(cv2: Any, path: str, threads: int) -> Any:
+    """cv2.VideoCapture of a file, with FFmpeg's decode threads capped where OpenCV takes open parameters
+    (4.5.2+ with CAP_PROP_N_THREADS); the plain open elsewhere."""
+    if threads > 0 and hasattr(cv2, "CAP_PROP_N_THREADS") and hasattr(cv2, "CAP_FFMPEG"):
+        try:
+            cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
+        except (TypeError, cv2.error):  # an OpenCV without open parameters
+            cap = None
+        if cap is not None and cap.isOpened():
+            return cap
+    return cv2.VideoCapture(path)
+
+
 class VideoFileSource(Source):
     """Every frame of a video file, in order; ``loop`` replays it (0 once, N extra times, -1 forever).
 
@@ -96,7 +119,7 @@ class VideoFileSource(Source):
             if cap is not None:
                 return cap
         cv2 = require_cv2("reading video files")
-        cap = cv2.VideoCapture(self._path)
+        cap = _open_ffmpeg(cv2, self._path, DECODE_THREADS[0])
         if not cap.isOpened():
             cap.release()
             raise _undecodable(self._path)

@@ -12,6 +12,8 @@ pytest.importorskip("onnxruntime")
 
 def test_efficiency_figures_from_known_samples():
     alone = {"video decode": [2.0, 3.0, 4.0], "preprocess": [0.5], "infer": [1.0, 1.0], "output decode": [0.5]}
+    skewed = dict(alone, **{"video decode": [1.0, 1.0, 7.0]})  # a keyframe: median 1, mean 3
+    assert pipeline_metric.efficiency(skewed, {"fps": 1.0})["bound_fps"] == pytest.approx(1000 / 3.0, abs=0.05)
     summary = {"fps": 200.0, "stages": {"latency": {"p50_ms": 10.0}, "infer": {"p50_ms": 1.5}}}
     result = pipeline_metric.efficiency(alone, summary)
     assert result["slowest_alone"] == "video decode"

@@ -295,3 +295,33 @@ def test_a_ring_hands_each_buffer_to_one_holder_at_a_time():
     assert ring.acquire() is first
     with pytest.raises(ValueError, match="did not hand out"):
         ring.release(np.zeros(4))
+
+
+def test_video_files_decode_with_the_threads_the_budget_leaves(tmp_path, monkeypatch):
+    """FFmpeg's decoder starts a thread per core unless told otherwise; the camera app caps it."""
+    import cv2
+
+    from edge.sources import capture, open_source
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for value in range(3):
+        writer.write(np.full((48, 64, 3), value * 40, np.uint8))
+    writer.release()
+    opened = []
+    real = cv2.VideoCapture
+
+    def recording(*args):
+        opened.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(cv2, "VideoCapture", recording)
+    monkeypatch.setattr(capture, "DECODE_THREADS", [0])
+    with open_source(str(clip)) as source:
+        assert len(list(source)) == 3
+    assert opened[-1] == (str(clip),)  # FFmpeg's default where nothing was set
+    capture.set_decode_threads(1)
+    with open_source(str(clip)) as source:
+        assert len(list(source)) == 3
+    if hasattr(cv2, "CAP_PROP_N_THREADS"):
+        assert opened[-1] == (str(clip), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
