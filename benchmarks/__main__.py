@@ -141,6 +141,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from . import streams
 
         return streams.main(argv[1:])
+    if argv[:1] == ["startup"]:
+        from . import startup
+
+        return startup.main(argv[1:])
     args = build_parser().parse_args(argv)
     from edge.flags import config_overrides
 

@@ -16,7 +16,6 @@ from edge.autoconfig import check_input_size, ultralytics_config
 from edge.backends import create_backend
 from edge.backends.base import check_threads
 from edge.backends.tensorrt import PLAN_SUFFIXES, plan_sidecar
-from edge.backends.triton import triton_entry
 from edge.config import (
     LAYOUTS,
     METADATA_KEY,
@@ -132,6 +131,8 @@ class Model:
         threads = check_threads(threads)  # before anything slow: a bad count fails at once
         self.path = resolve_model(model)
         if backend == "triton":  # a Triton repository entry: its ONNX file and edge_config.json
+            from edge.backends.triton import triton_entry  # http.client and ssl: only for a Triton server
+
             self.path, config_file = triton_entry(self.path, config_file)
         plan = self.path.suffix.lower() in PLAN_SUFFIXES
         if plan:  # a TensorRT plan: only TensorRT reads its I/O, and its sidecar holds the config

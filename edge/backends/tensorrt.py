@@ -16,7 +16,6 @@ Options (``backend_options``; keys other backends use are ignored):
   report         callable for progress lines (default: print); force: rebuild even on a cache hit
 """
 
-import hashlib
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -228,7 +227,7 @@ def check_plan_sidecar(plan: Path, trt_version: str, device: Any) -> Dict[str, A
         problem = f"the plan was built for TensorRT {built_trt}, this is {trt_version}"
     elif built_cc and str(built_cc) != here_cc:
         problem = f"the plan was built for compute capability {built_cc}, this GPU is {here_cc}"
-    elif prov.get("plan_sha256") and prov["plan_sha256"] != hashlib.sha256(plan.read_bytes()).hexdigest():
+    elif prov.get("plan_sha256") and prov["plan_sha256"] != _sha256(plan):
         problem = f"the plan does not match its sidecar {sidecar_file.name} (damaged, or another plan's sidecar)"
     if problem:
         raise EdgeError(f"{problem}; a plan cannot be rebuilt without its ONNX", fix=f"{rebuild}, or run the .onnx "
@@ -356,3 +355,9 @@ class TensorRTBackend(Backend):
         """Backend, device, precision asked/obtained and where the plan came from."""
         return (f"{self.name} on {self.device}: precision asked {self.precision_asked}, obtained "
                 f"{self.precision_obtained}; plan {self.plan_origin}")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib  # only when a plan is checked: not on every start-up
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

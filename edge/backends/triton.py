@@ -11,10 +11,8 @@ otherwise; gRPC uses ``tritonclient.grpc``. Each call's round trip (send, server
 encoding around it) is ``last_network_ms``, the "network" stage of the camera pipeline.
 """
 
-import http.client
 import json
 import re
-import socket
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -111,6 +109,9 @@ class HttpClient:
         self._connection: Any = None
 
     def _connect(self) -> Any:
+        import http.client  # here, not at the top: http.client brings email and ssl (~10 ms of start-up)
+        import socket
+
         opener = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
         connection = opener(self.host, self.port, timeout=self.timeout_s)
         connection.connect()
@@ -123,6 +124,8 @@ class HttpClient:
 
         A kept-alive connection the server has since closed is retried once on a new connection.
         """
+        import http.client
+
         reused = self._connection is not None
         try:
             return self._exchange(method, path, body, headers)
@@ -142,6 +145,8 @@ class HttpClient:
             self._connection = self._connect()
         self._connection.request(method, path, body=body, headers=headers or {})
         response = self._connection.getresponse()
+        import http.client
+
         length = response.getheader("Content-Length")
         if length is not None and length.isdigit():
             data = bytearray(int(length))

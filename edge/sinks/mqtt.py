@@ -30,7 +30,6 @@ and reconnecting: brokers restart and networks come back, and the camera's other
 """
 
 import os
-import ssl
 import sys
 import threading
 import time
@@ -128,10 +127,12 @@ class MqttTarget:
             raise EdgeError(f"{name}={text} is not a whole number from {low} to {high}", f"fix {name}=", self.name)
         return int(text)
 
-    def ssl_context(self) -> Optional[ssl.SSLContext]:
+    def ssl_context(self) -> Optional[Any]:
         """The TLS context for mqtts (certificate files read here, so a bad one fails before the run), else None."""
         if not self.tls:
             return None
+        import ssl  # here: ssl costs ~4 ms of every start-up otherwise
+
         try:
             context = ssl.create_default_context(cafile=self.ca)
             if self.cert:
@@ -194,6 +195,8 @@ def _stderr_line(line: str) -> None:
 
 def _certificate_refused(exc: BaseException) -> bool:
     """Whether a connection error is the broker's certificate failing verification (configuration, not weather)."""
+    import ssl
+
     certificate_error = getattr(ssl, "CertificateError", ())
     return (isinstance(certificate_error, type) and isinstance(exc, certificate_error)) or (
         isinstance(exc, ssl.SSLError) and getattr(exc, "reason", "") == "CERTIFICATE_VERIFY_FAILED")
