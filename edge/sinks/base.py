@@ -30,6 +30,8 @@ class FrameRecord(dict):
         super().__init__(*args, **fields)
         #: the decoder's (and tracker's) result: Detections, Classification, Segmentation, ...; None when unknown
         self.result = result
+        #: the record's JSON line once a sink has made it (edge.sinks.jsonl.dumps_line), for the next sink
+        self.json_line: Optional[str] = None
 
 
 class Sink:

@@ -43,8 +43,14 @@ def _json_default(value: Any) -> Any:
 
 
 def dumps_line(record: Dict[str, Any]) -> str:
-    """One compact JSON line (no newline) for a record; NaN and inf become null."""
-    return json.dumps(jsonable(record), separators=(",", ":"), allow_nan=False, default=_json_default)
+    """One compact JSON line (no newline) for a record; NaN and inf become null. A pipeline's FrameRecord keeps
+    its line, so several outputs of one frame (a .jsonl file and an mqtt:// broker) serialise it once."""
+    line = getattr(record, "json_line", None)
+    if line is None:
+        line = json.dumps(jsonable(record), separators=(",", ":"), allow_nan=False, default=_json_default)
+        if hasattr(record, "json_line"):
+            record.json_line = line  # type: ignore[attr-defined]
+    return line
 
 
 class JsonLinesSink(Sink):

@@ -758,3 +758,17 @@ def test_segment_flags_that_cannot_work_are_refused(tmp_path, no_display):
     for sink in sinks:
         sink.close()
     assert os.listdir(tmp_path) == []
+
+
+def test_a_frame_record_is_serialised_once_for_all_its_json_outputs(monkeypatch):
+    import json as json_module
+
+    from edge.sinks import FrameRecord, dumps_line
+
+    calls = []
+    real = json_module.dumps
+    monkeypatch.setattr(json_module, "dumps", lambda *a, **k: calls.append(1) or real(*a, **k))
+    record = FrameRecord(None, frame=3, timings_ms={"infer": 1.5})
+    first, second = dumps_line(record), dumps_line(record)
+    assert first == second == '{"frame":3,"timings_ms":{"infer":1.5}}' and len(calls) == 1
+    assert dumps_line({"frame": 3}) == '{"frame":3}' and len(calls) == 2  # a plain dict is not cached
