@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 from edge.errors import EdgeError
 
@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantizer", choices=QUANTIZERS, default="auto",
                         help="int8: auto (NVIDIA ModelOpt for --target tensorrt when installed, else ONNX Runtime), "
                         "onnxruntime or modelopt")
-    parser.add_argument("--config", type=Path, help="edge config JSON, for a model without one embedded")
+    parser.add_argument("--config", type=Path, help="edge config JSON over the model's own (embedded, or derived "
+                        "from an Ultralytics export's metadata)")
     parser.add_argument("--parity-samples", type=int, default=8, metavar="N",
                         help="random inputs for the parity check, besides the shipped sample images (default 8)")
     parser.add_argument("--no-parity", action="store_true", help="write even when the parity check fails")
@@ -67,13 +68,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames of --eval-source for the task metric (default 60)")
 
 
-def _config(args: argparse.Namespace) -> Optional["object"]:
-    """The edge config given with --config, or None (the embedded one is used)."""
-    if args.config is None:
-        return None
-    from edge.config import EdgeConfig, load_config_file
+def _model_config(args: argparse.Namespace) -> "object":
+    """The model's edge config as the runtime resolves it: embedded, derived from another tool's metadata (an
+    Ultralytics export), a sidecar, or --config; completed from the graph."""
+    from edge.model import resolve_config
+    from edge.onnxfile import read_onnx
 
-    return EdgeConfig.from_dict(load_config_file(args.config), where=str(args.config))
+    info = read_onnx(args.model)  # a missing or broken file: its own one-line error
+    try:
+        return resolve_config(info, config_file=args.config)
+    except EdgeError as exc:  # the camera app's fix names its own flags; here the config comes from a file
+        raise EdgeError(exc.what, fix="embed one (edge-export onnx MODEL.onnx --config edge.json) or pass --config "
+                        "edge.json (its preprocessing is needed to calibrate and check the model)",
+                        where=exc.where) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or sibling_path(args.model, args.precision)
     options = QuantizeOptions(args.precision, target=args.target, calib_images=args.calib_images,
                               calib_count=args.calib_count, calib_method=args.calib_method, quantizer=args.quantizer,
-                              config=_config(args))
+                              config=_model_config(args))
     check_options(options)
     if args.eval_frames < 0:
         raise EdgeError("--eval-frames must be 0 or more", fix="e.g. --eval-frames 60", where="--eval-frames")
@@ -99,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if target.resolve() == Path(args.model).resolve():
         raise EdgeError("the output would replace the float32 model", fix="give another --output",
                         where=str(output))
-    config = options.config or _embedded_config(args.model)
+    config = options.config
     with _write_errors(output):
         scratch = tempfile.TemporaryDirectory(dir=str(target.parent.resolve()))
     with scratch as folder:
@@ -132,18 +139,6 @@ def run(args: argparse.Namespace) -> int:
           f"sha256 {sha256_file(output)})")
     print("\n".join(report))
     return 0
-
-
-def _embedded_config(model: Path) -> "object":
-    from edge.config import EdgeConfig
-    from edge.onnxfile import read_onnx
-
-    embedded = read_onnx(model).embedded_config()
-    if embedded is None:
-        raise EdgeError("the model has no edge config (its preprocessing is needed to calibrate and check it)",
-                        fix="embed one (edge-export onnx MODEL.onnx --config edge.json) or pass --config",
-                        where=str(model))
-    return EdgeConfig.from_dict(embedded, where=str(model))
 
 
 def _describe(provenance: dict) -> str:

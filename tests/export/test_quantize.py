@@ -263,8 +263,8 @@ def test_input_errors_are_one_line(tmp_path, face_int8, calib, capsys):
     model = onnx.load(str(FACE))
     del model.metadata_props[:]
     onnx.save(model, str(bare))
-    assert "no edge config" in _error(capsys, ["quantize", str(bare), "--precision", "int8", "--calib-images",
-                                               str(calib)])
+    err = _error(capsys, ["quantize", str(bare), "--precision", "int8", "--calib-images", str(calib)])
+    assert "no complete edge config" in err and "pass --config edge.json" in err and "--preset" not in err
     assert "--calib-count must be at least 1" in _error(capsys, ["quantize", str(FACE), "--precision", "int8",
                                                                  "--calib-images", str(calib), "--calib-count", "0"])
 
@@ -335,3 +335,23 @@ def test_inspect_says_what_the_file_computes_in_and_how_it_was_made(face_int8, c
     assert "calibrated on 43 images (minmax)" in line
     assert main(["inspect", str(FACE)]) == 0
     assert "\nprecision: fp32\n" in capsys.readouterr().out
+
+
+def test_an_ultralytics_export_without_an_edge_config_quantizes_with_the_config_edge_derives(tmp_path, calib, capsys):
+    """Another tool's file: Ultralytics' own ONNX export (seeded weights), whose config edge derives from its
+    metadata, as the runtime does; the written file keeps that metadata and the runtime runs it."""
+    pytest.importorskip("torch")
+    pytest.importorskip("ultralytics")
+    from ultralytics_models import export_yolo
+
+    source = export_yolo(tmp_path / "exports", "yolov8n")
+    assert "edge_config" not in read_onnx(source).metadata
+    out = tmp_path / "yolov8n.int8.onnx"
+    # --no-parity: seeded random weights box noise, which int8 moves (the task metric says so and would refuse)
+    assert main(["quantize", str(source), "--precision", "int8", "--target", "cpu", "--calib-images", str(calib),
+                 "--calib-count", "8", "--output", str(out), "--no-parity"]) == 0, capsys.readouterr().out
+    assert "task metric (detect" in capsys.readouterr().out
+    assert read_onnx(out).metadata["imgsz"] == read_onnx(source).metadata["imgsz"]
+    with Model(out, backend="onnxruntime-cpu") as model:
+        assert model.decoder.kind == "yolo" and len(model.config.labels) == 80
+        model(load_sample("astronaut"))
