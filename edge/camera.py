@@ -29,6 +29,7 @@ if __name__ == "__main__":  # the app, not an import: signals work from the firs
 
 import argparse  # noqa: E402 - after the handlers: argparse and typing take tens of ms on a slow board
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: E402
 
 from edge.console import (  # noqa: E402 - the start time is taken before the imports
@@ -165,6 +166,17 @@ def _tracker(model: Any, enabled: bool) -> Any:
     return Tracker.for_model(model)
 
 
+def _model_file(name: Optional[str]) -> Optional[Path]:
+    """The model file a name resolves to, for the thread choice's cache key; None when it does not resolve
+    (loading it then gives the error)."""
+    from edge.zoo import resolve_model
+
+    try:
+        return Path(resolve_model(name))
+    except (EdgeError, OSError, ValueError):
+        return None
+
+
 def _check_source(source_uri: str) -> None:
     """Refuse a source that cannot work here before the model loads (a bad URI, csi:// off a Jetson)."""
     from edge.sources import parse_source
@@ -184,8 +196,9 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
     from edge.overlay import Annotator
     from edge.pipeline import Pipeline
     from edge.sinks import OutputWriteError, check_outputs_for_task, close_sinks, open_sinks
-    from edge.sources import default_camera, open_source
+    from edge.sources import default_camera, open_source, parse_source
     from edge.streams import StreamsPipeline, open_streams
+    from edge.thread_tuning import default_cache, tuned_model
 
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgeError(f"--max-frames must be at least 1, got {args.max_frames}", fix="omit it to run until stopped",
@@ -231,10 +244,20 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
 
     set_decode_threads(budget.stage_cores)  # FFmpeg's own pool would take a thread per core from inference
 
-    def load(name: Optional[str], first: bool) -> Model:
-        return Model(name, backend=args.backend, threads=budget.inference,
+    one_image = not many and parse_source(source_uri).kind == "image"
+
+    def open_model(name: Optional[str], first: bool, threads: int) -> Model:
+        return Model(name, backend=args.backend, threads=threads,
                      config=config_overrides(args) if first else None, config_file=args.config if first else None,
                      score_threshold=args.threshold if first else None, backend_options=backend_options, report=report)
+
+    def load(name: Optional[str], first: bool) -> Model:
+        nonlocal budget
+        if not first or args.then is not None or args.pipeline is not None or one_image:
+            return open_model(name, first, budget.inference)  # a cascade's models share the cores; one image: no loop
+        model, budget = tuned_model(lambda threads: open_model(name, True, threads), budget,
+                                    _model_file(name), args.backend, backend_options, default_cache())
+        return model
 
     crop = {key: value for key, value in (("scale", args.crop_scale), ("max_objects", args.max_objects))
             if value is not None}

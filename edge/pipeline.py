@@ -8,6 +8,10 @@ backends release the GIL, so the stages run concurrently and throughput approach
 1 / (slowest stage). Every stage is timed on every frame. A model whose preprocessing keeps
 state for its decode (a two-stage cascade) is preprocessed on the inference thread instead.
 
+Where preprocessing runs follows the stage times measured during the run
+(:class:`~edge.cpu_budget.PreprocessPlacement`): on the capture thread while inference is the slower stage,
+on the inference thread when reading frames is (a light model on a decoded video file).
+
 Given a :class:`~edge.cpu_budget.CpuBudget`, a run sizes OpenCV's pool from it (and restores it
 after) and records it in the summary; the model's own threads were set when it was loaded.
 
@@ -25,7 +29,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from edge.cpu_budget import CpuBudget, set_opencv_threads
+from edge.cpu_budget import CpuBudget, PreprocessPlacement, set_opencv_threads
 from edge.errors import EdgeError
 from edge.preprocess import BufferRing, Preprocessor
 from edge.run_summary import RunSummary, StreamStats, model_stages, network_ms, pipeline_stages
@@ -131,6 +135,10 @@ class Pipeline:
         #: input tensors preprocessed ahead: one being inferred, the rest queued
         self.ring = (BufferRing(self._preprocessor.new_buffer, self.QUEUE_FRAMES + 1)
                      if self._preprocessor is not None else None)
+        #: which thread preprocesses, by the stage times measured (only where the capture thread may)
+        self.placement = PreprocessPlacement() if self.ring is not None else None
+        #: the preprocessor's scratch buffers are its own: around a move, both threads may want it at once
+        self._preprocessing = threading.Lock()
         self._recent: Dict[str, float] = {}
         self._run_start = self.started_s
 
@@ -155,13 +163,14 @@ class Pipeline:
                 break
             capture_ms = (time.perf_counter() - start) * 1e3
             prepared = None
-            if ring is not None:
+            if ring is not None and self.placement.on_capture:
                 buffer = ring.acquire(self._stop)  # waits while every buffer is queued or being inferred
                 if buffer is None:
                     return
-                start = time.perf_counter()
-                tensor, transform = preprocessor(frame.image, buffer)
-                prepared = (tensor, transform, (time.perf_counter() - start) * 1e3)
+                with self._preprocessing:
+                    start = time.perf_counter()
+                    tensor, transform = preprocessor(frame.image, buffer)
+                    prepared = (tensor, transform, (time.perf_counter() - start) * 1e3)
             if not _put(self._captured, (frame, capture_ms, prepared), self._stop):
                 return
         _put(self._captured, _END, self._stop)
@@ -174,10 +183,11 @@ class Pipeline:
             if item is _END:
                 break
             frame, capture_ms, prepared = item
-            t0 = time.perf_counter()
             if prepared is None:
-                tensor, transform = model.preprocess(frame.image)
-                preprocess_ms = (time.perf_counter() - t0) * 1e3
+                with self._preprocessing:
+                    t0 = time.perf_counter()
+                    tensor, transform = model.preprocess(frame.image)
+                    preprocess_ms = (time.perf_counter() - t0) * 1e3
             else:
                 tensor, transform, preprocess_ms = prepared
             t1 = time.perf_counter()
@@ -195,6 +205,8 @@ class Pipeline:
             if self.tracker is not None:  # here, in frame order: a tracker must see every frame in sequence
                 result = self.tracker.update(result)
                 timings["track"] = (time.perf_counter() - t3) * 1e3
+            if self.placement is not None:
+                self.placement.add(capture_ms, preprocess_ms, (time.perf_counter() - t1) * 1e3, prepared is not None)
             if not _put(self._results, (frame, result, timings), self._stop):
                 return
         _put(self._results, _END, self._stop)
@@ -310,3 +322,5 @@ class Pipeline:
                     worker.join(timeout=2.0)
             self.summary.dropped = int(getattr(self.source, "dropped", 0) or 0)
             self.summary.peak_rss_mb = peak_rss_mb()
+            if self.placement is not None:
+                self.summary.preprocess_on = self.placement.to_dict()

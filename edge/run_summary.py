@@ -96,6 +96,9 @@ class RunSummary:
     streams: List[StreamStats] = field(default_factory=list)
     #: the CPU budget the run had (CpuBudget.to_dict()), or None when none was given
     threads: Optional[Dict[str, Any]] = None
+    #: frames preprocessed on the capture and on the inference thread, and moves between them
+    #: (PreprocessPlacement.to_dict()); None where the inference thread always preprocesses
+    preprocess_on: Optional[Dict[str, int]] = None
 
     @property
     def fps(self) -> float:
@@ -119,7 +122,8 @@ class RunSummary:
                 "first_result_at_perf_counter_s": self.first_result_at_s, "stages": stages,
                 "slowest_stage": self.times.slowest_stage(),
                 **({"streams": [stream.to_dict() for stream in self.streams]} if self.streams else {}),
-                **({"threads": dict(self.threads)} if self.threads is not None else {})}
+                **({"threads": dict(self.threads)} if self.threads is not None else {}),
+                **({"preprocess_on": dict(self.preprocess_on)} if self.preprocess_on is not None else {})}
 
     def text(self, source: str = "") -> str:
         """The multi-line summary printed when the app stops."""

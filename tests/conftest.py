@@ -15,6 +15,21 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{mark}: {why}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """edge's caches (quantized copies, thread choices) in a folder of this test session, for this process and
+    the apps the tests start: a test never reads a choice a real run made, nor leaves one behind."""
+    import os
+
+    if os.environ.get("EDGE_CACHE_DIR"):
+        yield
+        return
+    patch = pytest.MonkeyPatch()
+    patch.setenv("EDGE_CACHE_DIR", str(tmp_path_factory.mktemp("edge-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def face_model_path() -> Path:
     from edge.zoo import resolve_model

@@ -39,9 +39,20 @@ def test_a_real_run_on_a_small_clip(tmp_path, capsys):
     assert all(value > 0 for value in result["alone_p50_ms"].values())
     assert 0 < result["throughput_share"] and result["latency_multiple"] > 0
     assert result["pipeline_stages_p50_ms"]["latency"] == result["latency_p50_ms"]
+    from edge.cpu_budget import usable_cores
+
+    candidates = pipeline_metric.thread_candidates(None, usable_cores())
+    assert all(count in candidates for count in result["infer_threads_alone"])  # the fastest of them, each pass
+    assert result["threads"]["chosen_by"] in ("measured", "measured earlier")  # the app measured its choice
     text = capsys.readouterr().out
     assert "% of the bound" in text and "the sum of the stages alone" in text
     assert _efficiency_line("face", result).startswith("Camera loop, face on onnxruntime-cpu, a 320x180 clip: ")
+
+
+@pytest.mark.parametrize("threads, cores, candidates", [(None, 2, [1, 2]), (None, 1, [1]), (None, 4, [1, 2, 4]),
+                                                        (None, 16, [1, 14, 16]), (3, 16, [3])])
+def test_inference_alone_is_timed_with_every_thread_count_the_app_could_choose(threads, cores, candidates):
+    assert pipeline_metric.thread_candidates(threads, cores) == candidates
 
 
 @pytest.mark.parametrize("argv, message", [(["--frames", "5"], "at least 10"),

@@ -13,7 +13,7 @@ import pytest
 
 from edge.backends.onnxruntime import SPINNING_KEY, OnnxRuntimeCPUBackend, set_spinning
 from edge.config import InputSpec, PreprocessSpec
-from edge.cpu_budget import CpuBudget, cpu_budget, set_opencv_threads, usable_cores
+from edge.cpu_budget import CpuBudget, PreprocessPlacement, cpu_budget, set_opencv_threads, usable_cores
 from edge.errors import EdgeError
 from edge.model import Model
 from edge.pipeline import Pipeline, ring_preprocessor
@@ -103,11 +103,13 @@ def test_an_ort_without_session_config_entries_is_left_alone():
 
 # ------------------------------------------------------------------------------------ the camera app
 @pytest.mark.parametrize("extra, inference, chosen_by", [
-    ([], max(1, usable_cores() - 2), "budget"),
+    ([], max(1, usable_cores() - 2), "measured"),
     (["--threads", "3"], 3, "--threads"),
 ])
-def test_the_app_prints_the_choice_once_and_records_it(tmp_path, capsys, extra, inference, chosen_by):
+def test_the_app_prints_the_choice_once_and_records_it(tmp_path, capsys, monkeypatch, extra, inference, chosen_by):
     from edge.camera import main
+
+    monkeypatch.setenv("EDGE_CACHE_DIR", str(tmp_path / "cache"))  # measured now, not by an earlier test
 
     summary = tmp_path / "s.json"
     code = main(["--source", "demo://", "--headless", "--output", "none", "--max-frames", "3",
@@ -325,3 +327,66 @@ def test_video_files_decode_with_the_threads_the_budget_leaves(tmp_path, monkeyp
         assert len(list(source)) == 3
     if hasattr(cv2, "CAP_PROP_N_THREADS"):
         assert opened[-1] == (str(clip), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+
+
+# ------------------------------------------------------------------------------------ where preprocessing runs
+@pytest.mark.parametrize("capture, preprocess, inference, moves", [
+    (1.54, 0.12, 1.35, True),    # a light model on a 720p file: decoding is the slower stage
+    (1.7, 0.15, 75.0, False),    # ResNet-50: inference is
+    (1.0, 0.1, 1.05, False),     # 1.1 vs 1.15: the inference thread would become the slower
+    (1.3, 0.2, 1.25, False),     # 1.5 vs 1.45: gains less than half the preprocessing
+    (33.0, 0.2, 1.3, True),      # a 30 FPS camera: the capture thread waits; the inference thread idles
+])
+def test_preprocessing_moves_to_the_thread_that_is_not_the_bottleneck(capture, preprocess, inference, moves):
+    placement = PreprocessPlacement()
+    assert placement.decide(capture, preprocess, inference) is moves
+    assert placement.on_capture is not moves
+    if moves:  # and back only when the other side becomes the slower one
+        assert placement.decide(capture, preprocess, inference) is False
+        assert placement.decide(capture / 100, preprocess, inference) is True and placement.on_capture
+
+
+def test_the_decision_follows_the_mean_of_a_window_of_frames():
+    placement = PreprocessPlacement()
+    for _ in range(PreprocessPlacement.WINDOW - 1):
+        placement.add(5.0, 0.2, 1.0, True)
+    assert placement.on_capture
+    placement.add(5.0, 0.2, 1.0, True)
+    assert not placement.on_capture and placement.to_dict() == {"capture": 30, "inference": 0, "moves": 1}
+
+
+class SlowFrames:
+    """Frames that take a while to read, like a decoded video whose decoding is the slowest stage."""
+
+    def __init__(self, frames: List[Frame], delay_s: float) -> None:
+        self.frames, self.delay_s = frames, delay_s
+
+    def __iter__(self):
+        for frame in self.frames:
+            time.sleep(self.delay_s)
+            yield frame
+
+
+def test_a_slow_source_moves_preprocessing_to_the_inference_thread_without_changing_a_result(recorded_model):
+    model = recorded_model
+    frames = _frames(90)
+    reference = Preprocessor(model.config.input, model.config.preprocess)
+    expected = [model.decode(model.infer(reference(f.image)[0]), reference(f.image)[1]).to_json() for f in frames]
+    sink = Keep()
+    sink.needs_record = True
+    results: List[Any] = []
+    sink._write = lambda frame, annotated, record: results.append(record["result"]) or True
+    summary = Pipeline(model, SlowFrames(frames, 0.006), [sink]).run()
+    assert summary.frames == 90 and results == expected
+    placed = summary.to_dict()["preprocess_on"]
+    assert placed["inference"] >= 30 and placed["capture"] >= PreprocessPlacement.WINDOW and placed["moves"] >= 1
+    threads = {name for name, _, _ in model.preprocessor.calls}
+    assert threads == {"edge-capture", "edge-infer"}
+
+
+def test_a_slow_model_keeps_preprocessing_on_the_capture_thread(recorded_model, monkeypatch):
+    infer = recorded_model.infer
+    monkeypatch.setattr(recorded_model, "infer", lambda tensor: (time.sleep(0.006), infer(tensor))[1])
+    summary = Pipeline(recorded_model, _frames(70), [Keep()]).run()
+    assert summary.to_dict()["preprocess_on"] == {"capture": 70, "inference": 0, "moves": 0}
+    assert {name for name, _, _ in recorded_model.preprocessor.calls} == {"edge-capture"}
