@@ -4,6 +4,8 @@ EDGE_CACHE_DIR      where engines, timing caches and calibration caches go (defa
                     else ~/.cache/edge)
 EDGE_CUDA           preferred CUDA layer: "cuda-python" or "pycuda" (default: whichever imports, cuda-python first)
 EDGE_MQTT_PASSWORD  the password of mqtt:// and mqtts:// outputs (kept out of the process list)
+EDGE_HTTP_TOKEN     the token viewers of an http:// live page must give (?token= or an Authorization: Bearer
+                    header); needed for a page served beyond this machine (kept out of the process list)
 EDGE_NO_MODELOPT    set (non-empty): edge.quantize uses ONNX Runtime's quantization tools even where NVIDIA ModelOpt
                     is installed
 """
@@ -31,6 +33,11 @@ def preferred_cuda_layer() -> Optional[str]:
 def mqtt_password() -> Optional[str]:
     """EDGE_MQTT_PASSWORD, or None when unset or empty."""
     return os.environ.get("EDGE_MQTT_PASSWORD") or None
+
+
+def http_token() -> Optional[str]:
+    """EDGE_HTTP_TOKEN, or None when unset or empty."""
+    return os.environ.get("EDGE_HTTP_TOKEN") or None
 
 
 def modelopt_disabled() -> bool:

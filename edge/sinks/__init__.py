@@ -1,4 +1,4 @@
-"""Where results go: a window, a video file, image files, JSON lines, or nowhere.
+"""Where results go: a window, a video file, image files, JSON lines, MQTT, a live page (http://), RTSP, or nowhere.
 
 Every sink is a context manager with one method, ``write(frame, annotated, record) -> bool``,
 which returns False when the user asked to stop (window closed, 'q' or Esc). ``close()`` is
@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
+from urllib.parse import urlsplit
 
 from edge.errors import EdgeError
 from edge.sinks.base import FrameRecord, OutputWriteError, Sink
@@ -30,18 +31,29 @@ from edge.sinks.masks import MaskImageSink, check_outputs_for_task, class_image,
 from edge.sinks.mqtt import MqttSink, is_mqtt_spec
 from edge.sinks.window import TiledWindowSink, WindowSink, display_available, opencv_has_gui
 
-__all__ = ["DEFAULT_VIDEO_FPS", "IMAGE_EXTS", "JSON_EXTS", "VIDEO_FOURCC_BY_EXT", "FrameRecord", "ImageSink",
-           "JsonLinesSink", "MaskImageSink", "MqttSink", "OutputWriteError", "SegmentedVideoSink",
-           "Sink", "VideoSink", "WindowSink", "check_outputs_for_task", "class_image", "close_sinks",
-           "display_available", "dumps_line", "jsonable", "open_sinks", "opencv_has_gui"]
+__all__ = ["DEFAULT_VIDEO_FPS", "IMAGE_EXTS", "JSON_EXTS", "VIDEO_FOURCC_BY_EXT", "FrameRecord",
+           "ImageSink", "JsonLinesSink", "MaskImageSink", "MqttSink", "OutputWriteError",
+           "SegmentedVideoSink", "Sink", "VideoSink", "WindowSink", "check_outputs_for_task", "class_image",
+           "close_sinks", "display_available", "dumps_line", "jsonable", "open_sinks", "opencv_has_gui"]
 
 ACCEPTED_OUTPUTS = (
     "'-' or 'stdout' (JSON lines), a .jsonl/.json file, a video file ("
     + " ".join(sorted(VIDEO_FOURCC_BY_EXT))
     + "), an image pattern like out_%05d.jpg or an image file or folder/, mask images of a segmentation model "
     "like mask:masks_%05d.png (class id per pixel), an MQTT topic like mqtt://[user@]host[:port]/topic?qos=1 "
-    "(mqtts:// for TLS; the password in EDGE_MQTT_PASSWORD), 'display' or 'display://0', 'none'"
+    "(mqtts:// for TLS; the password in EDGE_MQTT_PASSWORD), a live page like http://127.0.0.1:8080/ (a token in "
+    "EDGE_HTTP_TOKEN for other addresses), an RTSP server like rtsp://@:8554/live, 'display' or 'display://0', 'none'"
 )
+
+
+def is_http_spec(spec: str) -> bool:
+    """Whether an --output spec is a live page (edge.sinks.http, imported only for the runs that serve one)."""
+    return spec.lower().startswith("http://")
+
+
+def is_rtsp_output_spec(spec: str) -> bool:
+    """Whether an --output spec is an RTSP server (edge.sinks.rtsp)."""
+    return spec.lower().startswith(("rtsp://", "rtsps://"))
 
 
 def _is_display(spec: str) -> bool:
@@ -52,7 +64,13 @@ def _is_display(spec: str) -> bool:
 
 
 def _output_key(spec: str) -> str:
-    """What an output spec writes to, so that two spellings of one file compare equal."""
+    """What an output spec writes to, so that two spellings of one file compare equal (servers: their port)."""
+    if is_http_spec(spec) or is_rtsp_output_spec(spec):
+        try:
+            port = urlsplit(spec).port
+        except ValueError:
+            return spec  # the sink says what is wrong with it
+        return f"port {port or (8080 if is_http_spec(spec) else 8554)}"
     if is_mask_spec(spec):
         return os.path.normcase(os.path.abspath(mask_path(spec)))
     text = spec[len("file://") :] if spec.startswith("file://") else spec
@@ -69,6 +87,8 @@ def _refuse_duplicates(specs: Sequence[str]) -> None:
         key = _output_key(spec)
         if key in seen and key != "none" and not _is_display(key):
             same = f"'{spec}'" if seen[key] == spec else f"'{seen[key]}' and '{spec}'"
+            if key.startswith("port "):
+                raise EdgeError(f"outputs {same} both listen on {key}", "give each server its own port", "--output")
             raise EdgeError(f"output {same} given twice: two writers would fight over one file",
                             "give each output once", "--output")
         seen[key] = spec
@@ -77,6 +97,14 @@ def _refuse_duplicates(specs: Sequence[str]) -> None:
 def _sink_for(spec: str, fps: Optional[float], overwrite: bool, segment_s: Optional[float]) -> Optional[Sink]:
     if is_mqtt_spec(spec):
         return MqttSink(spec)  # connects on the first frame: opening and closing it here has no side effect
+    if is_http_spec(spec):
+        from edge.sinks.http import HttpSink  # noqa: PLC0415 - sockets and servers only for the runs that serve
+
+        return HttpSink(spec)  # checks the port (bound and released at once); serves from the first frame
+    if is_rtsp_output_spec(spec):
+        from edge.sinks.rtsp import RtspSink  # noqa: PLC0415 - likewise
+
+        return RtspSink(spec)  # the same, and the GStreamer libraries and encoder
     if is_mask_spec(spec):
         if not mask_path(spec):
             raise EdgeError("'mask:' needs a file pattern after it", "write it like mask:masks_%05d.png", "--output")
@@ -110,7 +138,8 @@ def open_sinks(outputs: Sequence[str], *, headless: bool, fps: Optional[float],
     without it). segment_s: cut video files into segments of this many seconds (out.mp4 ->
     out_00000.mp4, ...), so that a kill or power cut loses at most the last one; an error when no
     video output is given. Nothing is created here: files are created on the first frame, so calling this
-    and closing the sinks at once is a side-effect-free check of the outputs. streams: the names of a
+    and closing the sinks at once is a side-effect-free check of the outputs (servers, http:// and rtsp://, bind
+    their port for an instant to check it is free, and listen from the first frame). streams: the names of a
     multi-stream run's streams (two or more): the window shows them all in a grid, and every video or image
     output becomes one per stream (``out.mp4`` -> ``out_stream0.mp4``, ..., or ``{stream}`` in the name), each
     at its stream's frame rate from ``stream_fps``; JSON lines stay one file.
@@ -130,6 +159,10 @@ def open_sinks(outputs: Sequence[str], *, headless: bool, fps: Optional[float],
                 if not any(isinstance(sink, WindowSink) for sink in sinks):  # one window at most
                     sinks.append(_window(streams))
                 continue
+            if len(streams) > 1 and (is_http_spec(spec) or is_rtsp_output_spec(spec)):
+                raise EdgeError(f"output '{spec}' shows one video, and this run has {len(streams)} streams",
+                                "run one --source with it, or record each stream to a video file "
+                                "(--output out.mp4 writes out_stream0.mp4, ...)", "--output")
             sink = _sink_for(spec, fps, overwrite, segment_s)
             if sink is not None and len(streams) > 1:
                 sink = _per_stream(sink, spec, streams, stream_fps, overwrite, segment_s)

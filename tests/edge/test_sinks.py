@@ -515,7 +515,7 @@ def test_open_sinks_table(tmp_path, monkeypatch, no_display, outputs, expected_t
 @pytest.mark.parametrize(
     "outputs, headless, match",
     [
-        (["rtsp://host:8554/out"], True, "unknown output 'rtsp://host:8554/out'.*out_%05d.jpg.*display"),
+        (["srt://host:8554/out"], True, "unknown output 'srt://host:8554/out'.*out_%05d.jpg.*display"),
         (["out.xyz"], True, "unknown output 'out.xyz'"),
         (["missing/out.mp4"], True, "does not exist.*mkdir -p missing"),
         (["missing/out.jsonl"], True, "does not exist"),
