@@ -186,7 +186,8 @@ def measure(model: str, backend: str = "onnxruntime-cpu", frames: int = 300, siz
     result = efficiency(alone, summary)
     result.update(model=model, backend=backend, model_described=device, frames=summary.get("frames"),
                   clip={"frames": frames, "size": list(size), "codec": "mp4v"},
-                  threads=summary.get("threads"), infer_threads_alone=[best_before, best_after])
+                  threads=summary.get("threads"), infer_threads_alone=[best_before, best_after],
+                  preprocess_on=summary.get("preprocess_on"))
     return result
 
 
@@ -204,6 +205,10 @@ def text(result: Dict[str, Any]) -> str:
                      f"the sum of the stages alone ({result['sum_alone_p50_ms']:.2f} ms)")
     inside = ", ".join(f"{k} {v:.3f}" for k, v in result["pipeline_stages_p50_ms"].items() if v is not None)
     lines.append(f"  stages inside the pipeline (p50 ms): {inside}")
+    placed = result.get("preprocess_on")
+    if placed:
+        lines.append(f"  preprocessed on the capture thread {placed['capture']} frames, on the inference thread "
+                     f"{placed['inference']} ({placed['moves']} move{'s' if placed['moves'] != 1 else ''})")
     return "\n".join(lines)
 
 

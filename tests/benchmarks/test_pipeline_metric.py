@@ -44,6 +44,8 @@ def test_a_real_run_on_a_small_clip(tmp_path, capsys):
     candidates = pipeline_metric.thread_candidates(None, usable_cores())
     assert all(count in candidates for count in result["infer_threads_alone"])  # the fastest of them, each pass
     assert result["threads"]["chosen_by"] in ("measured", "measured earlier")  # the app measured its choice
+    placed = result["preprocess_on"]
+    assert placed["capture"] + placed["inference"] == 20 and placed["moves"] >= 0
     text = capsys.readouterr().out
     assert "% of the bound" in text and "the sum of the stages alone" in text
     assert _efficiency_line("face", result).startswith("Camera loop, face on onnxruntime-cpu, a 320x180 clip: ")
