@@ -1,4 +1,4 @@
-"""Compare two edgebench/1 runs row by row: ``edge-bench compare A.json B.json [--fail-on-regression]``.
+"""Compare two edgebench runs row by row: ``edge-bench compare A.json B.json [--fail-on-regression]``.
 
 Rows are matched by (model, backend). For each pair the ratio B/A of the inference p50 is given with a range
 derived from the two runs' p50 intervals, no resampling needed (the raw samples are optional in the results):
@@ -7,14 +7,21 @@ derived from the two runs' p50 intervals, no resampling needed (the raw samples 
 
 This is the set of ratios consistent with both intervals, not itself a 95% interval: it is wider (more
 cautious) than a bootstrap of the ratio would be. Its low end exceeds 1 exactly when B's interval lies
-wholly above A's, so "the range excludes 1" and "the intervals do not overlap" are the same test, which is
-what marks a change significant: a REGRESSION when B is slower, an improvement when faster.
+wholly above A's, so "the range excludes 1" and "the intervals do not overlap" are the same test.
 
-The intervals only know the noise *within* a run. Two back-to-back runs on a shared machine also
-differ *between* runs (clock and cache state, placement: about 1-2 % on this project's CI VM, whose
-intervals are ±0.1-0.3 %), so a change must also exceed a noise floor (``--min-change``, default
-3 %) to be called a regression or an improvement; smaller non-overlaps are reported as "within the
-noise floor".
+The intervals only know the noise *within* a run. Two runs of the same commit also differ *between*
+runs: the machine's speed, the processes' placement and memory layout. So a change is called (a
+REGRESSION when B is slower, an improvement when faster) only when the intervals are apart AND the
+change exceeds the noise between runs, the larger of the fixed floor ``--min-change`` (default 3 %)
+and the spread between the rounds each run measured (``--repeat``: a row's per-round p50s, max - min
+over their median; the larger of A's and B's) AND it still does at the same machine speed: divided by
+how much slower the machine was for B's row than for A's (the calibration probe's median over the
+rows' windows). A slower machine makes both the probe and the row slower; slower code only the row.
+
+A row whose window the drift flag caught in either run is not judged ("unsure"): the machine moved
+while it was measured. Rows not compared in both runs (skipped, failed, missing) collapse to one line
+per reason under the table. Every comparison ends with the A/A self-test on record (``edge-bench
+selftest``): how many unchanged rows compare called changed on this machine.
 """
 
 import argparse
@@ -25,7 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from edge.config import loads_json
 from edge.flags import program_name
 
-from .report import SCHEMA_ID, fmt_ms, validate
+from .report import READABLE, SCHEMA_ID, fmt_ms, validate
 from .stats import significant_change
 
 Key = Tuple[str, str]
@@ -61,11 +68,30 @@ def _why_not(row: Dict[str, Any], name: str) -> str:
 DEFAULT_MIN_CHANGE = 0.03
 
 
-def _pair(key: Key, a_row: Dict[str, Any], b_row: Dict[str, Any], min_change: float) -> Dict[str, Any]:
+def noise_between_runs(a_row: Dict[str, Any], b_row: Dict[str, Any], min_change: float) -> Tuple[float, str]:
+    """The relative change two runs of one commit can show for this row, and what sets it: the fixed floor or
+    the spread between the rounds each run measured, whichever is larger."""
+    spreads = [row.get("round_spread_pct") for row in (a_row, b_row) if row.get("round_spread_pct") is not None]
+    if spreads and max(spreads) / 100 > min_change:
+        return max(spreads) / 100, f"the {max(spreads):.1f} % spread between rounds"
+    return min_change, f"the {100 * min_change:g} % floor"
+
+
+def machine_shift(a_row: Dict[str, Any], b_row: Dict[str, Any], a: Dict[str, Any],
+                  b: Dict[str, Any]) -> Optional[float]:
+    """How much slower the machine was for B's row than for A's: the calibration probe's median over the rows'
+    windows (the runs' medians where a row has none), B / A; None without a probe in both runs."""
+    probes = [((row.get("drift") or {}).get("probe_p50_ms") or (run.get("machine_speed") or {}).get("probe_p50_ms"))
+              for row, run in ((a_row, a), (b_row, b))]
+    return probes[1] / probes[0] if all(probes) else None
+
+
+def _pair(key: Key, a_row: Dict[str, Any], b_row: Dict[str, Any], min_change: float,
+          runs: Tuple[Dict[str, Any], Dict[str, Any]] = ({}, {})) -> Dict[str, Any]:
     """One compared row: ratio, range, verdict."""
     out: Dict[str, Any] = {"model": key[0], "backend": key[1], "status": "compared", "ratio": None,
                            "ratio_range": None, "change": None, "significant": False, "note": "",
-                           "a_p50": None, "a_ci": None, "b_p50": None, "b_ci": None}
+                           "a_p50": None, "a_ci": None, "b_p50": None, "b_ci": None, "unsure": False}
     a_stats, b_stats = _inference(a_row), _inference(b_row)
     if a_stats:
         out.update(a_p50=a_stats["p50"], a_ci=list(a_stats["p50_ci95"]))
@@ -81,15 +107,29 @@ def _pair(key: Key, a_row: Dict[str, Any], b_row: Dict[str, Any], min_change: fl
     out["ratio_range"] = [b_lo / a_hi, b_hi / a_lo] if a_lo > 0 and a_hi > 0 else None
     direction = significant_change(a_stats, b_stats)
     out["overlap"] = direction is None
-    if direction is not None and abs(out["ratio"] - 1.0) < min_change:
-        out["note"] = f"intervals apart, but within the {100 * min_change:g} % noise floor"
+    noise, why = noise_between_runs(a_row, b_row, min_change)
+    shift = machine_shift(a_row, b_row, runs[0], runs[1])
+    out.update(noise=noise, machine_shift=shift)
+    notes = []
+    if direction is not None and abs(out["ratio"] - 1.0) < noise:
+        notes.append(f"intervals apart, but within {why}")
+        direction = None
+    corrected = out["ratio"] / shift if shift else out["ratio"]
+    if direction is not None and (abs(corrected - 1.0) < noise or (corrected - 1.0) * (out["ratio"] - 1.0) < 0):
+        notes.append(f"intervals apart, but the machine was {100 * (shift - 1):+.1f} % slower in B (calibration "
+                     f"probe): {corrected:.3f}x at the same speed, within {why}")
+        direction = None
+    drifted = [name for row, name in ((a_row, "A"), (b_row, "B")) if (row.get("drift") or {}).get("flagged")]
+    if drifted and direction is not None:
+        notes.append(f"unsure: the machine's speed moved while it was measured in {' and '.join(drifted)}")
+        out["unsure"] = True
         direction = None
     out["change"] = {"slower": "regression", "faster": "improvement"}.get(direction or "")
     out["significant"] = direction is not None
-    unstable = [name for row, name in ((a_row, "A"), (b_row, "B")) if row.get("stable") is False]
+    unstable = [name for row, name in ((a_row, "A"), (b_row, "B")) if row.get("stable") is False or row.get("unstable")]
     if unstable:
-        note = f"unstable in {' and '.join(unstable)} (clocks changed or throttled)"
-        out["note"] = f"{out['note']}; {note}" if out["note"] else note
+        notes.append(f"unstable in {' and '.join(unstable)} (layers contradict, clocks changed or throttled)")
+    out["note"] = "; ".join(notes)
     return out
 
 
@@ -99,13 +139,14 @@ def compare_results(a: Dict[str, Any], b: Dict[str, Any],
 
     ``status`` is "compared", "not comparable" (failed, skipped or unmeasured in a run), "only in A" or
     "only in B"; ``change`` is "regression", "improvement" or None; ``significant`` is True when the two p50
-    intervals do not overlap. Raises UserError when a run repeats a (model, backend).
+    intervals do not overlap and the change exceeds the noise between runs (``noise``); ``unsure`` when it
+    would be called but the drift flag caught the row. Raises UserError when a run repeats a (model, backend).
     """
     a_rows, b_rows = _index(a, "A"), _index(b, "B")
     out = []
     for key, a_row in a_rows.items():
         if key in b_rows:
-            out.append(_pair(key, a_row, b_rows[key], min_change))
+            out.append(_pair(key, a_row, b_rows[key], min_change, (a, b)))
         else:
             out.append({"model": key[0], "backend": key[1], "status": "only in A", "change": None,
                         "significant": False, "note": "missing from B"})
@@ -138,10 +179,13 @@ def _verdict(row: Dict[str, Any]) -> str:
 
 
 def format_comparison(rows: List[Dict[str, Any]]) -> str:
-    """A Markdown table, one line per (model, backend); significant slow-downs say REGRESSION."""
+    """A Markdown table, one line per compared (model, backend), significant slow-downs say REGRESSION; then the
+    rows not compared, one line per status and reason."""
     lines = ["| model | backend | A inference p50 ms [CI] | B inference p50 ms [CI] | B/A [range] | verdict |",
              "|---|---|---:|---:|---:|---|"]
     for row in rows:
+        if row["status"] != "compared":
+            continue
         ratio = "—"
         if row.get("ratio") is not None:
             ratio = f"{row['ratio']:.3f}"
@@ -150,11 +194,29 @@ def format_comparison(rows: List[Dict[str, Any]]) -> str:
         cells = [row["model"], row["backend"], _p50(row.get("a_p50"), row.get("a_ci")),
                  _p50(row.get("b_p50"), row.get("b_ci")), ratio, _verdict(row)]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    lines += collapsed_lines(rows)
     return "\n".join(lines)
 
 
+def collapsed_lines(rows: List[Dict[str, Any]]) -> List[str]:
+    """The rows not compared, one line per (status, reason): which backends and how many rows."""
+    groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+    for row in rows:
+        if row["status"] != "compared":
+            groups.setdefault((row["status"], row.get("note") or ""), []).append(row)
+    if not groups:
+        return []
+    lines = ["", "Not compared, one line per reason:"]
+    for (status, note), group in groups.items():
+        backends = ", ".join(dict.fromkeys(r["backend"] for r in group))
+        models = list(dict.fromkeys(r["model"] for r in group))
+        which = ", ".join(models) if len(models) <= 3 else f"{len(models)} models"
+        lines.append(f"- {status} ({len(group)} rows: {backends} · {which})" + (f": {note}" if note else ""))
+    return lines
+
+
 def load_results(path: Path) -> Dict[str, Any]:
-    """An edgebench/1 results file, or UserError saying what is wrong and how to fix it."""
+    """An edgebench/2 (or /1) results file, or UserError saying what is wrong and how to fix it."""
     fix = "Fix: pass the results.json that edge-bench wrote."
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -166,10 +228,10 @@ def load_results(path: Path) -> Dict[str, Any]:
         results = loads_json(text)  # deep nesting is a ValueError here, not a RecursionError
     except ValueError as error:
         raise UserError(f"{path}: not JSON ({error}). {fix}") from None
-    if not isinstance(results, dict) or results.get("schema") != SCHEMA_ID:
+    if not isinstance(results, dict) or results.get("schema") not in READABLE:
         found = results.get("schema") if isinstance(results, dict) else type(results).__name__
-        raise UserError(f"{path}: schema is {found!r}, expected {SCHEMA_ID!r}. Fix: re-run edge-bench "
-                        "with this version of edge to get an edgebench/1 file.")
+        raise UserError(f"{path}: schema is {found!r}, expected one of {', '.join(READABLE)}. Fix: re-run "
+                        f"edge-bench with this version of edge to get an {SCHEMA_ID} file.")
     errors = validate(results)
     if errors:
         raise UserError(f"{path}: not valid {SCHEMA_ID}: {errors[0]} ({len(errors)} problems). Fix: re-run "
@@ -177,15 +239,30 @@ def load_results(path: Path) -> Dict[str, Any]:
     return results
 
 
+def summary_line(rows: List[Dict[str, Any]], min_change: float) -> str:
+    """The closing count: compared, agreeing, within the noise, unsure, called changed, not compared."""
+    compared = [r for r in rows if r["status"] == "compared"]
+    regressions = sum(r["change"] == "regression" for r in compared)
+    improvements = sum(r["change"] == "improvement" for r in compared)
+    overlapping = sum(bool(r.get("overlap")) for r in compared)
+    unsure = sum(bool(r.get("unsure")) for r in compared)
+    noise = len(compared) - overlapping - regressions - improvements - unsure
+    return (f"{len(compared)} compared: {overlapping} agree within their intervals, {noise} more within the noise "
+            f"between runs (at least the {100 * min_change:g} % floor), {unsure} unsure (machine speed moved); "
+            f"{regressions} significant regressions, {improvements} significant improvements; "
+            f"{len(rows) - len(compared)} not compared.")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """The ``compare`` command: print the table; 0, 1 on a significant regression with --fail-on-regression, 2 on
     bad inputs."""
     parser = argparse.ArgumentParser(prog=f"{program_name(__package__, 'edge-bench')} compare",
-                                     description="Compare two edgebench/1 runs: B against A, by (model, backend).")
+                                     description="Compare two edgebench runs: B against A, by (model, backend).")
     parser.add_argument("a", type=Path, help="the reference run's results.json")
     parser.add_argument("b", type=Path, help="the new run's results.json")
     parser.add_argument("--fail-on-regression", action="store_true",
-                        help="exit 1 when any row is significantly slower in B (p50 intervals apart, beyond the floor)")
+                        help="exit 1 when any row is significantly slower in B (p50 intervals apart, beyond the "
+                             "noise between runs)")
     parser.add_argument("--min-change", type=float, default=DEFAULT_MIN_CHANGE, metavar="FRACTION",
                         help=f"noise floor between runs (default {DEFAULT_MIN_CHANGE}: 3 %%)")
     try:
@@ -200,15 +277,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     for line in environment_differences(a, b):
         print(f"note: environments differ, {line}")
+    for name, run in (("A", a), ("B", b)):
+        if run.get("schema") != SCHEMA_ID:
+            print(f"note: {name} is {run.get('schema')}: rows measured one after another, no rounds or calibration "
+                  "probe; its changes are judged against the fixed floor")
     print(format_comparison(rows))
+    print("\n" + summary_line(rows, args.min_change))
+    from .selftest import record_line
+
+    print(record_line(b.get("selftest") or a.get("selftest")))
     regressions = sum(r["change"] == "regression" for r in rows)
-    improvements = sum(r["change"] == "improvement" for r in rows)
-    compared = sum(r["status"] == "compared" for r in rows)
-    overlapping = sum(bool(r.get("overlap")) for r in rows if r["status"] == "compared")
-    floor = compared - overlapping - regressions - improvements
-    print(f"\n{compared} compared: {overlapping} agree within their intervals, {floor} "
-          f"more within the {100 * args.min_change:g} % noise floor; {regressions} significant regressions, "
-          f"{improvements} significant improvements; {len(rows) - compared} not compared.")
     return 1 if args.fail_on_regression and regressions else 0
 
 

@@ -1,4 +1,4 @@
-"""PNG plots of edgebench/1 results: latency distributions per (model, backend) and speed-ups with intervals.
+"""PNG plots of edgebench results: latency distributions per (model, backend) and speed-ups with intervals.
 
 matplotlib is optional: it is imported only here, inside ``write_plots``, and drawn through the Agg canvas
 directly (no pyplot, so no global backend is switched for the caller).

@@ -42,7 +42,7 @@ from .precision_data import (
     scene_eval_set,
     write_calibration,
 )
-from .stats import bootstrap_medians, median_ci, percentiles
+from .stats import block_medians, median_ci, paired_ratio, percentiles
 from .task_rows import blocked_us
 
 DEFAULT_MODELS = ("face", "digits", "resnet50")
@@ -62,16 +62,14 @@ RESAMPLES = 2000
 def paired_speedup(base_us: np.ndarray, other_us: np.ndarray, block: int, seed: int = 0,
                    resamples: int = RESAMPLES) -> Dict[str, Any]:
     """Speed-up of ``other`` over ``base`` from samples taken in paired blocks (blocked_us): the median of the
-    per-block ratios median(base block) / median(other block), and a percentile-bootstrap 95% interval of it."""
+    per-block ratios median(base block) / median(other block), and a percentile-bootstrap 95% interval of it
+    (``benchmarks.stats.paired_ratio``, which the suite's speed-ups use too)."""
     base, other = np.asarray(base_us, np.float64), np.asarray(other_us, np.float64)
     if base.shape != other.shape or base.size == 0 or block < 1:
         raise ValueError(f"paired samples must have one shape and a block >= 1 (got {base.shape}, {other.shape}, "
                          f"block {block})")
-    starts = range(0, base.size, block)
-    ratios = np.array([np.median(base[s:s + block]) / np.median(other[s:s + block]) for s in starts])
-    medians = bootstrap_medians(ratios, np.random.default_rng(seed), resamples)
-    lo, hi = percentiles(medians, [2.5, 97.5])
-    return {"point": float(np.median(ratios)), "ci95": [lo, hi], "blocks": int(ratios.size)}
+    paired = paired_ratio(block_medians(base, block), block_medians(other, block), seed=seed, resamples=resamples)
+    return {"point": paired["ratio"], "ci95": paired["ci95"], "blocks": paired["blocks"]}
 
 
 def time_variants(calls: Sequence[Callable[[], Any]], count: int, block: int, warmup: int,

@@ -1,4 +1,4 @@
-"""edgebench/1 results as a Markdown report, a flat CSV and files on disk, validated before anything is written.
+"""edgebench/2 results as a Markdown report, a flat CSV and files on disk, validated before anything is written.
 
 ``validate`` walks ``benchmarks/schema.json`` itself (the subset of JSON Schema it uses), so the written
 results and the schema cannot drift apart; the tests check the same files with the full ``jsonschema``.
@@ -11,7 +11,10 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-SCHEMA_ID = "edgebench/1"
+SCHEMA_ID = "edgebench/2"
+#: the formats a reader takes: edgebench/1 rows were measured one after another (no probe, no rounds, speed-ups
+#: from independently measured medians) but their latency statistics mean the same
+READABLE = (SCHEMA_ID, "edgebench/1")
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 LAYERS = ("compute", "inference", "e2e")
 #: What each layer includes when a row's stats do not say (see SCHEMA.md).
@@ -29,7 +32,7 @@ DASH = "—"
 
 
 def load_schema() -> Dict[str, Any]:
-    """The edgebench/1 JSON Schema shipped next to this module."""
+    """The edgebench/2 JSON Schema shipped next to this module (it reads edgebench/1 files too)."""
     try:
         return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     except OSError as error:
@@ -107,7 +110,7 @@ def _check_row_meaning(row: Dict[str, Any], where: str, errors: List[str]) -> No
 
 
 def validate(results: Any) -> List[str]:
-    """What is wrong with an edgebench/1 results dict, one line each (empty when it is valid)."""
+    """What is wrong with an edgebench/2 (or /1) results dict, one line each (empty when it is valid)."""
     schema = load_schema()
     errors: List[str] = []
     _check(results, schema, "results", schema, errors)
@@ -162,7 +165,17 @@ def _status(row: Dict[str, Any]) -> str:
     status = row.get("status", "?")
     if status != "ok":
         return f"**{status}**: {row.get('reason') or 'no reason given'}"
-    return "ok, UNSTABLE (clocks changed or throttled)" if row.get("stable") is False else "ok"
+    notes = []
+    if row.get("unstable"):
+        notes.append("UNSTABLE: " + "; ".join(row["unstable"]))
+    elif row.get("stable") is False:
+        notes.append("UNSTABLE (clocks changed or throttled)")
+    drift = row.get("drift") or {}
+    if drift.get("flagged"):
+        notes.append(f"DRIFT: {drift.get('reason')}" + (" (re-measured)" if drift.get("remeasured") else ""))
+    if row.get("round_spread_pct") is not None:
+        notes.append(f"rounds ±{row['round_spread_pct'] / 2:.1f} %")
+    return ", ".join(["ok"] + notes)
 
 
 def _cold_start(row: Dict[str, Any]) -> str:
@@ -220,17 +233,25 @@ def _layer_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
 
 
 def markdown(results: Dict[str, Any]) -> str:
-    """The report: environment header, what the layers include, and one table with a row per (model, backend)."""
+    """The report: environment header, machine speed, the A/A self-test on record, what the layers include, one
+    table row per measured (model, backend) and one line per reason rows were skipped."""
+    from .drift import speed_line
+    from .selftest import record_line
+
     rows = results.get("rows", [])
+    shown = [row for row in rows if row.get("status") != "skipped"]
     lines = [f"# edge benchmark ({results.get('schema', SCHEMA_ID)})", ""] + environment_lines(results)
+    if results.get("schema") != "edgebench/1":
+        lines += [f"- {speed_line(results.get('machine_speed'))}", f"- {record_line(results.get('selftest'))}"]
     lines += ["", "Latency layers (each includes the one before):"] + _layer_lines(rows)
     lines += ["", "p50 [95% CI]: median with a percentile-bootstrap interval; n · CV · outliers: samples, "
-              "std / mean, samples beyond 1.5 IQR (kept, not dropped); speed-up: baseline inference p50 / the "
-              "row's; cold start: load / first inference; memory: host / device peak.", ""]
+              "std / mean, samples beyond 1.5 IQR (kept, not dropped); speed-up: median of the per-block ratios "
+              "baseline / row over blocks measured in the same rounds [bootstrap interval over blocks]; cold start: "
+              "load / first inference; memory: host peak; rounds ±: half the spread of the per-round p50s.", ""]
     header = ["model", "backend", "device / precision", "cold start ms", "inference p50 ms [CI]", "p95 ms",
               "n · CV · outliers", "e2e p50 ms", "pipeline FPS", "speed-up [CI]", "host peak MB", "status"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---|" + "---:|" * 8 + "---|"]
-    for row in rows:
+    for row in shown:
         inference, e2e = _stats(row, "inference"), _stats(row, "e2e")
         backend = row.get("backend", "?") + (" (baseline)" if row.get("baseline") else "")
         fps = row.get("pipeline_fps")
@@ -239,14 +260,36 @@ def markdown(results: Dict[str, Any]) -> str:
                  _spread(inference), fmt_ms(e2e["p50"]) if e2e else DASH,
                  DASH if fps is None else f"{fps:.1f}", _speedup(row), _memory(row), _status(row)]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    skipped = skipped_lines(rows)
+    if skipped:
+        lines += ["", "Skipped (cannot run here), one line per reason:"] + skipped
     for row in rows:
         measured = row.get("pipeline_efficiency")
         if measured:
             lines += ["", _efficiency_line(row["model"], measured)]
-    if any(row.get("stable") is False for row in rows):
-        lines += ["", "UNSTABLE rows: the clocks changed or the board throttled while they ran; do not compare "
-                  "them with other runs."]
+    if any(row.get("stable") is False or row.get("unstable") for row in rows):
+        lines += ["", "UNSTABLE rows: their layers contradict each other, or the clocks changed or the board "
+                  "throttled while they ran; do not compare them with other runs."]
+    if any((row.get("drift") or {}).get("flagged") for row in rows):
+        lines += ["", "DRIFT rows: the machine's speed moved beyond the threshold while they were measured (those "
+                  "marked re-measured: in the measurement kept too); their latencies are less certain than their "
+                  "intervals say, and compare does not call changes on them."]
     return "\n".join(lines) + "\n"
+
+
+def skipped_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """One line per distinct reason of the skipped rows: the reason, then the backends and models it covers."""
+    by_reason: Dict[str, List[Dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("status") == "skipped":
+            by_reason.setdefault(row.get("reason") or "no reason given", []).append(row)
+    lines = []
+    for reason, group in by_reason.items():
+        backends = ", ".join(dict.fromkeys(r.get("backend", "?") for r in group))
+        models = list(dict.fromkeys(r.get("model", "?") for r in group))
+        which = ", ".join(models) if len(models) <= 3 else f"{len(models)} models"
+        lines.append(f"- {backends} ({len(group)} rows, {which}): {_cell(reason)}")
+    return lines
 
 
 def _efficiency_line(model: str, measured: Dict[str, Any]) -> str:
@@ -268,13 +311,14 @@ def csv_columns() -> List[str]:
     columns += [f"{layer}_{name}" for layer in LAYERS for name in STAT_COLUMNS]
     columns += ["pipeline_fps", "host_peak_mb", "speedup_baseline", "speedup", "speedup_ci_lo",
                 "speedup_ci_hi", "power_avg_mw", "mj_per_inference", "fps_per_watt", "max_temp_c", "throttled",
-                "stable"]
+                "stable", "speedup_method", "round_spread_pct", "drift_moved_pct", "drift_flagged", "unstable"]
     return columns
 
 
 def _flat(row: Dict[str, Any], created: str) -> Dict[str, Any]:
     cold = row.get("cold_start_ms") or {}
     memory, speedup, power = row.get("memory_mb") or {}, row.get("speedup") or {}, row.get("power") or {}
+    drift = row.get("drift") or {}
     ci = speedup.get("ci95") or [None, None]
     flat = {"created_utc": created, "model": row.get("model"), "backend": row.get("backend"),
             "baseline": bool(row.get("baseline")), "status": row.get("status"), "reason": row.get("reason"),
@@ -286,7 +330,9 @@ def _flat(row: Dict[str, Any], created: str) -> Dict[str, Any]:
             "speedup": speedup.get("ratio"), "speedup_ci_lo": ci[0], "speedup_ci_hi": ci[1],
             "power_avg_mw": power.get("avg_mw"), "mj_per_inference": power.get("mj_per_inference"),
             "fps_per_watt": power.get("fps_per_watt"), "max_temp_c": power.get("max_temp_c"),
-            "throttled": power.get("throttled"), "stable": row.get("stable")}
+            "throttled": power.get("throttled"), "stable": row.get("stable"), "speedup_method": speedup.get("method"),
+            "round_spread_pct": row.get("round_spread_pct"), "drift_moved_pct": drift.get("moved_pct"),
+            "drift_flagged": drift.get("flagged"), "unstable": "; ".join(row.get("unstable") or [])}
     for layer in LAYERS:
         stats = _stats(row, layer) or {}
         lo_hi = stats.get("p50_ci95") or [None, None]
@@ -309,7 +355,7 @@ def csv(results: Dict[str, Any]) -> str:
 def write_all(results: Dict[str, Any], out_dir: Path) -> List[Path]:
     """Validate, then write results.json, results.csv, plots (with matplotlib) and results.md; the paths written.
 
-    Raises ValueError listing the problems when ``results`` is not valid edgebench/1, before writing anything.
+    Raises ValueError listing the problems when ``results`` is not valid edgebench/2, before writing anything.
     """
     errors = validate(results)
     if errors:

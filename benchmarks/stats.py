@@ -90,7 +90,7 @@ def tukey_outliers(samples_ms: Sequence[float], k: float = 1.5) -> int:
 
 
 def summarize(samples_ms: Sequence[float], *, includes: str = "", seed: int = 0, resamples: int = 2000) -> Dict:
-    """The edgebench/1 ``stats`` object of one latency layer.
+    """The ``stats`` object of one latency layer (edgebench/1 and /2).
 
     Args:
         samples_ms: per-call durations in milliseconds, in the order they were taken (none dropped).
@@ -201,3 +201,32 @@ def run_until(fn_sample: Callable[[], float], *, min_samples: int, max_samples: 
             result.stopped_by = "max_samples" if n >= max_samples else "time_budget"
             result.ci_rel = ci_half_width_rel(samples, seed=seed, resamples=resamples)
             return result
+
+
+def paired_ratio(numerators: Sequence[float], denominators: Sequence[float], *, seed: int = 0,
+                 resamples: int = 2000) -> Dict:
+    """The median of per-block ratios ``numerators[i] / denominators[i]`` with a 95% percentile-bootstrap
+    interval over the blocks: ``{"ratio", "ci95", "blocks"}``.
+
+    Block i of both series was measured in the same time window (paired, interleaved blocks), so a slow
+    phase of the machine scales both sides of a ratio alike: drift that shifts separately measured medians
+    cancels here. With one block the interval is that block's ratio on both ends.
+    """
+    top = _as_samples(numerators, "numerators")
+    bottom = _as_samples(denominators, "denominators")
+    if top.shape != bottom.shape:
+        raise ValueError(f"paired series must have one length (got {top.size} and {bottom.size})")
+    if np.any(bottom <= 0):
+        raise ValueError("a paired ratio needs positive denominators (durations)")
+    ratios = top / bottom
+    medians = bootstrap_medians(ratios, np.random.default_rng(seed), resamples)
+    lo, hi = percentiles(medians, [2.5, 97.5])
+    return {"ratio": float(np.median(ratios)), "ci95": [lo, hi], "blocks": int(ratios.size)}
+
+
+def block_medians(samples: Sequence[float], block: int) -> List[float]:
+    """Medians of consecutive blocks of ``block`` samples (the last block may be shorter)."""
+    values = _as_samples(samples)
+    if block < 1:
+        raise ValueError(f"block={block}: need at least 1 sample per block")
+    return [float(np.median(values[start:start + block])) for start in range(0, values.size, block)]

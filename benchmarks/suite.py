@@ -1,12 +1,14 @@
-"""The standard suite: which models on which backends, one fresh worker process per row, speed-ups.
+"""The standard suite: which models on which backends, measured in paired, interleaved blocks, speed-ups.
 
-``run_suite(models, backends, options)`` returns an edgebench/1 results dict. Every
-(model, backend) pair becomes a row: measured by ``benchmarks.worker`` in its own process
+``run_suite(models, backends, options)`` returns an edgebench/2 results dict. Every
+(model, backend) pair becomes a row: measured by a ``benchmarks.worker`` process of its own
 (``ok``, or ``failed`` with the worker's one-line reason when it fails or crashes), or decided
 here without a process (``skipped`` for a backend that cannot run here, ``failed`` for an
-unknown backend name). Then, per model, each row's speed-up over the ``onnxruntime-cpu``
-baseline measured in the same run (``stats.ratio_ci`` on the inference samples), and for the
-face model the camera loop's FPS on ``demo://``.
+unknown backend name). The rows of a model take turns in short blocks with the calibration probe
+between rounds (``benchmarks.rounds``, ``benchmarks.group``), ``repeat`` rounds over the whole
+suite. Then, per model, each row's speed-up over the ``onnxruntime-cpu`` baseline as the median of
+paired per-block ratios (``stats.paired_ratio``), and for the face model the camera loop's FPS on
+``demo://``.
 """
 
 import datetime
@@ -22,7 +24,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from edge.errors import EdgeError
 
 from . import torch_baseline
-from .environment import capture, clock_snapshot, run_stability
+from .drift import speed_summary
+from .environment import capture, clock_snapshot, run_stability, usable_cores
+from .paired import paired_speedup
+from .report import SCHEMA_ID
+from .rounds import merge, run_rounds
 from .stats import ratio_ci
 from .timing import empty_call_overhead_us
 from .worker import base_row
@@ -65,6 +71,12 @@ class SuiteOptions:
     pipeline_frames: int = 150
     tegrastats_ms: int = 100
     row_timeout_s: float = 1800.0
+    #: rounds over the whole suite, each with fresh worker processes (their spread is what compare judges by)
+    repeat: int = 2
+    #: (model, round)s measured again when the drift flag caught them, the most drifted first
+    remeasure: int = 2
+    #: the calibration probe's movement (interquartile range / median) over a row's window that flags the row
+    drift_threshold: float = 0.10
 
 
 def light_dir() -> Path:
@@ -194,28 +206,6 @@ def _env() -> Dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT) + (os.pathsep + path if path else ""))
 
 
-def run_worker(spec: Dict[str, Any], timeout_s: float, log: Callable[[str], None]) -> Dict[str, Any]:
-    """Measure one row in a fresh ``python -m benchmarks.worker``; a crash or hang is a failed row."""
-    row = base_row(spec)
-    payload = json.dumps({k: v for k, v in spec.items() if k != "verdict"})
-    try:
-        done = subprocess.run([sys.executable, "-m", f"{__package__}.worker"], input=payload, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout_s, env=_env())
-    except subprocess.TimeoutExpired as exc:
-        log(f"[{spec['model']} {spec['backend']}] timed out\n{exc.stderr or ''}")
-        row["reason"] = f"the worker ran past the row timeout of {timeout_s:.0f} s"
-        return row
-    log(f"[{spec['model']} {spec['backend']}] exit {done.returncode}\n{done.stderr}")
-    try:
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        last = next((line for line in reversed(done.stderr.strip().splitlines()) if line.strip()), "no output")
-        how = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exited with {done.returncode}"
-        row["reason"] = f"the worker {how}: {last.strip()[:300]}"
-        return row
-    return result
-
-
 def pipeline_run(model_path: Path, backend: str, frames: int, threads: Optional[int]) -> Dict[str, Any]:
     """``python -m edge.camera --source demo:// --headless`` on one backend: FPS, stages, memory, first result."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -237,14 +227,43 @@ def pipeline_run(model_path: Path, backend: str, frames: int, threads: Optional[
 
 
 def add_speedups(rows: List[Dict[str, Any]], seed: int = 0) -> None:
-    """Each ok row's inference speed-up over the same model's onnxruntime-cpu row (none for the baseline)."""
+    """Each ok row's inference speed-up over the same model's onnxruntime-cpu row (none for the baseline): the
+    median of paired per-block ratios where both have blocks of the same rounds, its interval widened to take in
+    each round's own paired ratio (``round_speedup``); else the ratio of medians with independent bootstrap
+    intervals (rows measured alone)."""
     baselines = {r["model"]: r for r in rows if r["backend"] == BASELINE and r["status"] == "ok"}
     for row in rows:
         base = baselines.get(row["model"])
         if base is None or row is base or row["status"] != "ok":
             continue
+        base_blocks, blocks = (base.get("blocks_ms") or {}).get("inference"), (row.get("blocks_ms") or {}).get(
+            "inference")
+        paired = paired_speedup(base_blocks, blocks, seed=seed) if base_blocks and blocks else None
+        if paired is not None:
+            row["speedup"] = {"baseline": BASELINE, "ratio": paired["ratio"], "ci95": paired["ci95"],
+                              "method": "paired", "blocks": paired["blocks"]}
+            per_round = round_speedups(base, row, seed)
+            if per_round:
+                row["speedup"].update(rounds=per_round, ci95=[min([paired["ci95"][0]] + per_round),
+                                                              max([paired["ci95"][1]] + per_round)])
+            continue
         ratio, (lo, hi) = ratio_ci(base["samples_ms"]["inference"], row["samples_ms"]["inference"], seed=seed)
-        row["speedup"] = {"baseline": BASELINE, "ratio": ratio, "ci95": [lo, hi]}
+        row["speedup"] = {"baseline": BASELINE, "ratio": ratio, "ci95": [lo, hi], "method": "independent"}
+
+
+def round_speedups(base: Dict[str, Any], row: Dict[str, Any], seed: int = 0) -> List[float]:
+    """Each round's own paired speed-up (rounds differ by more than the blocks of one round do: fresh processes,
+    another moment of the machine); empty for a single round."""
+    counts = (row.get("rounds") or {}).get("blocks")
+    if not counts or counts != (base.get("rounds") or {}).get("blocks"):
+        return []
+    out, start = [], 0
+    for count in counts:
+        paired = paired_speedup(base["blocks_ms"]["inference"][start:start + count],
+                                row["blocks_ms"]["inference"][start:start + count], seed=seed)
+        out.append(paired["ratio"])
+        start += count
+    return out
 
 
 def add_pipeline(rows: List[Dict[str, Any]], models: Sequence[ModelSpec], options: SuiteOptions,
@@ -277,26 +296,27 @@ def add_pipeline(rows: List[Dict[str, Any]], models: Sequence[ModelSpec], option
 def run_suite(models: Sequence[ModelSpec], backends: Optional[Sequence[str]], options: SuiteOptions,
               command: str = "edge-bench", progress: Optional[Callable[[int, int, str], None]] = None,
               log: Callable[[str], None] = lambda text: None) -> Dict[str, Any]:
-    """Run every row and return the edgebench/1 results dict (rows in plan order)."""
+    """Run every row and return the edgebench/2 results dict (rows in plan order)."""
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
     environment = capture(options.threads)
     overhead_us = empty_call_overhead_us()
     specs = plan_rows(models, backends, options)
     pipelines = [m for m in models if m.name == FACE]
-    total = len(specs) + (1 if pipelines else 0)
+    steps = options.repeat * len(models) + options.remeasure
+    total = steps + (1 if pipelines else 0)
+    threads = options.threads or usable_cores() or os.cpu_count() or 1
+    measured = run_rounds(specs, options, _env(), threads, progress, log, total)
     rows: List[Dict[str, Any]] = []
-    for index, spec in enumerate(specs):
-        if progress:
-            progress(index, total, f"{spec['model']} · {spec['backend']}")
+    for spec in specs:
         if spec["verdict"] is not None:
             row = base_row(spec)
             row["status"], row["reason"] = spec["verdict"]
         else:
-            row = run_worker(spec, options.row_timeout_s, log)
+            row = merge(measured["rows"][(spec["model"], spec["backend"])], options.seed)
         rows.append(row)
     if pipelines:
         if progress:
-            progress(len(specs), total, "face · camera loop on demo://")
+            progress(steps, total, "face · camera loop on demo://")
         add_pipeline(rows, models, options, log)
     add_speedups(rows, options.seed)
     if progress:
@@ -306,6 +326,6 @@ def run_suite(models: Sequence[ModelSpec], backends: Optional[Sequence[str]], op
         jetson["clocks_after"] = clock_snapshot()
         throttled = [bool((r.get("power") or {}).get("throttled")) for r in rows]
         jetson["stable"] = run_stability(jetson.get("clocks"), jetson["clocks_after"], throttled)
-    return {"schema": "edgebench/1", "created_utc": created, "command": command,
+    return {"schema": SCHEMA_ID, "created_utc": created, "command": command,
             "harness_overhead_us": overhead_us, "environment": environment, "rows": rows,
-            "options": asdict(options)}
+            "machine_speed": speed_summary(measured["probe"]), "options": asdict(options)}

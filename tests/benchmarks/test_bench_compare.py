@@ -67,8 +67,21 @@ def test_rows_in_one_run_only_and_failed_rows():
     assert rows["onnxruntime-tensorrt"]["note"].startswith("failed in A: TensorrtExecutionProvider")
     assert "failed in B" in rows["onnxruntime-tensorrt"]["note"]
     text = format_comparison(compare_results(a, b))
-    assert "| resnet50 | onnxruntime-cpu | — | — | — | only in A: missing from B |" in text
-    assert "only in B: missing from A" in text
+    assert "| onnxruntime-cpu |" not in text  # rows not compared leave the table for one line per reason
+    assert "- only in A (1 rows: onnxruntime-cpu · resnet50): missing from B" in text
+    assert "- only in B (1 rows: tensorrt-int8 · resnet50): missing from A" in text
+
+
+def test_rows_not_compared_collapse_to_one_line_per_reason():
+    a, b = example_results(), example_results()
+    for run in (a, b):
+        for model in ("face", "digits", "squeezenet", "shufflenet"):
+            run["rows"].append({"model": model, "backend": "tensorrt", "status": "skipped",
+                                "reason": "tensorrt is not installed"})
+    text = format_comparison(compare_results(a, b))
+    skipped = [line for line in text.splitlines() if "tensorrt is not installed" in line]
+    assert skipped == ["- not comparable (4 rows: tensorrt · 4 models): skipped in A: tensorrt is not installed; "
+                       "skipped in B: tensorrt is not installed"]
 
 
 def test_unstable_rows_are_noted():
@@ -76,8 +89,38 @@ def test_unstable_rows_are_noted():
     b = _scaled(a, TRT, 1.5)
     b["rows"][TRT]["stable"] = False
     row = _by_backend(compare_results(a, b))["tensorrt"]
-    assert row["note"] == "unstable in B (clocks changed or throttled)"
+    assert row["note"] == "unstable in B (layers contradict, clocks changed or throttled)"
     assert "**REGRESSION** (unstable in B" in format_comparison([row])
+
+
+def test_a_change_within_the_spread_between_rounds_is_not_called():
+    a = example_results()
+    b = _scaled(a, TRT, 1.08)  # 8 % slower, intervals apart
+    assert _by_backend(compare_results(a, b))["tensorrt"]["change"] == "regression"
+    b["rows"][TRT]["round_spread_pct"] = 12.0  # but B's rounds differed by 12 % among themselves
+    row = _by_backend(compare_results(a, b))["tensorrt"]
+    assert row["change"] is None and "within the 12.0 % spread between rounds" in row["note"]
+    assert row["noise"] == pytest.approx(0.12)
+
+
+def test_a_slower_machine_is_not_a_regression_but_slower_code_is():
+    a = example_results()
+    b = _scaled(a, TRT, 1.10)
+    for run, probe in ((a, 2.0), (b, 2.2)):  # the calibration probe: the machine 10 % slower in B
+        run["rows"][TRT]["drift"] = {"probe_p50_ms": probe, "moved_pct": 1.0, "flagged": False}
+    row = _by_backend(compare_results(a, b))["tensorrt"]
+    assert row["change"] is None and row["machine_shift"] == pytest.approx(1.1)
+    assert "the machine was +10.0 % slower in B" in row["note"] and "1.000x at the same speed" in row["note"]
+    b["rows"][TRT]["drift"]["probe_p50_ms"] = 2.0  # same machine speed: the 10 % is the code's
+    assert _by_backend(compare_results(a, b))["tensorrt"]["change"] == "regression"
+
+
+def test_a_row_the_drift_flag_caught_is_unsure_not_called():
+    a = example_results()
+    b = _scaled(a, TRT, 1.5)
+    b["rows"][TRT]["drift"] = {"probe_p50_ms": 2.0, "moved_pct": 40.0, "flagged": True}
+    row = _by_backend(compare_results(a, b))["tensorrt"]
+    assert row["change"] is None and row["unsure"] and "machine's speed moved while it was measured in B" in row["note"]
 
 
 def test_format_marks_regressions_only():
@@ -133,10 +176,10 @@ def test_main_exit_status(tmp_path, capsys, case, factor, extra, code, expected)
 BAD_INPUTS = [
     ("missing file", None, "b.json: no such file. Fix: pass the results.json"),
     ("not JSON", "{rows: [", "b.json: not JSON (Expecting property name"),
-    ("a list", "[1, 2]", "b.json: schema is 'list', expected 'edgebench/1'. Fix: re-run"),
-    ("another schema", json.dumps({"schema": "other/2"}), "schema is 'other/2', expected 'edgebench/1'"),
-    ("core.py's format", json.dumps({"environment": {}, "overhead": []}), "schema is None, expected 'edgebench/1'"),
-    ("invalid edgebench/1", json.dumps({"schema": "edgebench/1"}), "not valid edgebench/1: results: missing required"),
+    ("a list", "[1, 2]", "b.json: schema is 'list', expected one of edgebench/2, edgebench/1. Fix: re-run"),
+    ("another schema", json.dumps({"schema": "other/2"}), "schema is 'other/2', expected one of edgebench/2"),
+    ("core.py's format", json.dumps({"environment": {}, "overhead": []}), "schema is None, expected one of"),
+    ("invalid edgebench/1", json.dumps({"schema": "edgebench/1"}), "not valid edgebench/2: results: missing required"),
 ]
 
 
@@ -175,7 +218,7 @@ def test_noise_floor_between_runs():
 
     a = run(10.0, 9.99, 10.01)
     slightly = compare_results(a, run(10.2, 10.19, 10.21))[0]  # +2 %, intervals apart
-    assert slightly["change"] is None and not slightly["significant"] and "noise floor" in slightly["note"]
+    assert slightly["change"] is None and not slightly["significant"] and "within the 3 % floor" in slightly["note"]
     clearly = compare_results(a, run(10.5, 10.49, 10.51))[0]  # +5 %
     assert clearly["change"] == "regression" and clearly["significant"]
     assert compare_results(a, run(10.2, 10.19, 10.21), min_change=0.0)[0]["change"] == "regression"
@@ -191,3 +234,30 @@ def test_deeply_nested_results_file_is_one_line(tmp_path):
         load_results(path)
     assert not isinstance(error.value, RecursionError)
     assert "not JSON" in str(error.value) and "Fix:" in str(error.value)
+
+
+def test_an_edgebench_1_file_is_still_compared_against_the_floor(tmp_path, capsys):
+    old = example_results()
+    old["schema"] = "edgebench/1"
+    for key in ("machine_speed", "selftest"):
+        del old[key]
+    for row in old["rows"]:
+        for key in ("drift", "round_spread_pct"):
+            row.pop(key, None)
+        if row.get("speedup"):
+            row["speedup"] = {k: v for k, v in row["speedup"].items() if k in ("baseline", "ratio", "ci95")}
+    new = _scaled(example_results(), TRT, 1.5)
+    assert main([str(_write(tmp_path / "a.json", old)), str(_write(tmp_path / "b.json", new))]) == 0
+    out = capsys.readouterr().out
+    assert "note: A is edgebench/1: rows measured one after another" in out
+    assert "1 significant regressions" in out
+
+
+def test_every_comparison_prints_the_self_test_on_record(tmp_path, capsys):
+    a, b = example_results(), example_results()
+    main([str(_write(tmp_path / "a.json", a)), str(_write(tmp_path / "b.json", b))])
+    assert "A/A self-test: none on record for this machine" in capsys.readouterr().out
+    b["selftest"] = {"created_utc": "2026-11-30T14:00:00Z", "changed": 1, "compared": 14,
+                     "command": "edge-bench selftest"}
+    main([str(_write(tmp_path / "a.json", a)), str(_write(tmp_path / "b.json", b))])
+    assert "compare called 1 of 14 unchanged rows changed (false-alarm rate 7 %)" in capsys.readouterr().out

@@ -39,7 +39,7 @@ EXITS = [
 @pytest.mark.parametrize("case, statuses, flags, code", EXITS, ids=[e[0] for e in EXITS])
 def test_exit_code_says_whether_a_requested_row_failed(case, statuses, flags, code, tmp_path, monkeypatch, capsys):
     rows = canned_rows(statuses)
-    monkeypatch.setattr(suite, "run_suite", lambda *args, **kwargs: {"rows": rows})
+    monkeypatch.setattr(suite, "run_suite", lambda *args, **kwargs: {"rows": rows, "environment": {"cpu": "x"}})
     monkeypatch.setattr(report, "write_all", lambda results, out_dir: [Path(out_dir) / "results.json"])
     monkeypatch.setattr(report, "markdown", lambda results: "| table |")
     tmp_path.joinpath("out").mkdir()

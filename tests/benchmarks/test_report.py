@@ -94,6 +94,8 @@ def test_csv_one_line_per_row_with_stable_columns():
                                                                                      "1x3x224x224"]
     assert rows[0]["baseline"] == "True" and rows[0]["compute_p50"] == ""
     assert rows[2]["status"] == "failed" and rows[2]["reason"].startswith("TensorrtExecutionProvider")
+    assert [trt[k] for k in ("speedup_method", "round_spread_pct", "drift_flagged")] == ["paired", "", ""]
+    assert [rows[0][k] for k in ("round_spread_pct", "drift_moved_pct", "drift_flagged")] == ["1.2", "2.2", "False"]
 
 
 def test_write_all_files_parse_back(tmp_path):
@@ -160,3 +162,39 @@ def test_modules_import_without_matplotlib():
     code = ("import sys; sys.modules['matplotlib'] = None; import benchmarks.report, benchmarks.plots, "
             "benchmarks.compare, benchmarks.stats; assert 'jsonschema' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_skipped_rows_collapse_to_one_line_per_reason():
+    results = example_results()
+    for model in ("face", "digits", "squeezenet", "shufflenet"):
+        for backend in ("tensorrt", "onnxruntime-cuda"):
+            results["rows"].append({"model": model, "backend": backend, "status": "skipped",
+                                    "reason": f"{backend} is not installed"})
+    text = markdown(results)
+    assert not [line for line in text.splitlines() if line.startswith("| face |")]
+    assert "- tensorrt (4 rows, 4 models): tensorrt is not installed" in text
+    assert "- onnxruntime-cuda (4 rows, 4 models): onnxruntime-cuda is not installed" in text
+
+
+def test_rows_with_contradicting_layers_or_drift_say_why():
+    results = example_results()
+    results["rows"][1]["unstable"] = ["e2e measured faster than the inference it contains: e2e/inference = 0.60"]
+    results["rows"][0]["drift"] = {"moved_pct": 40.0, "flagged": True, "remeasured": 1,
+                                   "reason": "the machine's speed moved 40 % (calibration probe, interquartile range)"}
+    text = markdown(results)
+    assert "ok, UNSTABLE: e2e measured faster than the inference it contains" in _table_line(text, "tensorrt |")
+    baseline = _table_line(text, "onnxruntime-cpu (baseline)")
+    assert "DRIFT: the machine's speed moved 40 %" in baseline and "(re-measured)" in baseline
+    assert "rounds ±0.6 %" in baseline  # half the example's 1.2 % spread between rounds
+    assert "DRIFT rows:" in text and "UNSTABLE rows:" in text
+
+
+def test_the_report_shows_the_machine_speed_and_the_self_test_on_record():
+    results = example_results()
+    text = markdown(results)
+    assert ("machine speed (calibration probe, 3 points, p50 2.31 ms, p10..p90 spread 2.2 %): % of typical speed "
+            "by tenth of the run: 100 — — — — 100 — — — 98") in text
+    assert "A/A self-test: none on record for this machine" in text
+    results["selftest"] = {"created_utc": "2026-11-30T14:00:00Z", "changed": 0, "compared": 14,
+                           "command": "edge-bench selftest"}
+    assert "compare called 0 of 14 unchanged rows changed (false-alarm rate 0 %)" in markdown(results)

@@ -1,4 +1,4 @@
-"""edgebench/1: the example in SCHEMA.md validates (jsonschema and report.validate); broken copies fail both."""
+"""edgebench/2: the example in SCHEMA.md validates (jsonschema and report.validate); broken copies fail both."""
 
 import copy
 import json
@@ -41,7 +41,9 @@ INFERENCE = "rows.1.latency_ms.inference"
 # (case, mutation, the validate() message contains, jsonschema rejects it too)
 BROKEN = [
     ("no schema field", _set("schema", DELETE), "missing required field 'schema'", True),
-    ("wrong schema id", _set("schema", "edgebench/0"), "must be 'edgebench/1'", True),
+    ("wrong schema id", _set("schema", "edgebench/0"), "must be one of ['edgebench/2', 'edgebench/1']", True),
+    ("drift without flagged", _set("rows.0.drift.flagged", DELETE), "drift: missing required field 'flagged'", True),
+    ("unknown speed-up method", _set("rows.1.speedup.method", "guessed"), "speedup.method: must be one of", True),
     ("no rows", _set("rows", DELETE), "missing required field 'rows'", True),
     ("no environment.cores", _set("environment.cores", DELETE), "missing required field 'cores'", True),
     ("cores as text", _set("environment.cores", "8"), "environment.cores: expected integer", True),

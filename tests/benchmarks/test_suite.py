@@ -83,8 +83,43 @@ def test_failing_model_and_unknown_backend_are_failed_rows_and_the_suite_goes_on
 
 
 def test_a_worker_past_its_timeout_is_a_failed_row():
-    row = suite.run_worker(digits_spec(), timeout_s=0.001, log=lambda text: None)
-    assert row["status"] == "failed" and "row timeout" in row["reason"]
+    from benchmarks.group import WorkerProcess
+
+    worker = WorkerProcess(digits_spec(), timeout_s=0.001, env=suite._env())
+    assert worker.start() is False
+    assert worker.row["status"] == "failed" and "row timeout of 0 s" in worker.row["reason"]
+    assert worker.process.poll() is not None  # the process was ended, not left behind
+
+
+def test_serve_protocol_measures_blocks_on_request_and_closes_with_the_row():
+    from benchmarks.group import WorkerProcess
+
+    worker = WorkerProcess(digits_spec(), timeout_s=120, env=suite._env())
+    assert worker.start() is True
+    assert worker.row["device"] == "cpu" and worker.row["cold_start_ms"]["load"] > 0
+    first = worker.run_block(4, ["inference", "e2e"])
+    second = worker.run_block(2, ["e2e", "inference"])
+    assert {k: len(v) for k, v in first.items()} == {"inference": 4, "e2e": 4}
+    assert {k: len(v) for k, v in second.items()} == {"inference": 2, "e2e": 2}
+    closing = worker.finish()
+    assert closing["memory_mb"]["host_peak"] > 0
+    assert worker.process.wait(timeout=10) == 0
+
+
+def test_a_model_s_rows_are_measured_together_in_paired_blocks():
+    from benchmarks.group import measure_group
+
+    specs = [digits_spec(count=12), digits_spec(backend="opencv", baseline=False, count=12)]
+    options = suite.SuiteOptions(count=12, warmup=2, warmup_s=0.5, threads=1)
+    logged = []
+    probes = []
+    rows = measure_group(specs, options, suite._env(), lambda: probes.append(1) or 2.0, logged.append, 0.1)
+    assert set(rows) == {"onnxruntime-cpu", "opencv"} and len(probes) == 13  # 12 rounds of one call, + the end
+    for row in rows.values():
+        assert row["status"] == "ok" and row["block"] == 1
+        assert row["latency_ms"]["inference"]["n"] == 12 and len(row["blocks_ms"]["e2e"]) == 12
+        assert row["drift"]["flagged"] is False and row["drift"]["probe_p50_ms"] == 2.0
+    assert len(logged) == 2
 
 
 def test_the_plan_reports_every_backend_and_skips_what_cannot_run():
@@ -209,3 +244,21 @@ def test_torch_baseline_is_skipped_for_models_without_a_torch_source():
 
     reason = torch_baseline.unavailable_reason("light_resnet50")
     assert "out of scope" in reason or "not installed" in reason
+
+
+def test_seconds_mode_blocks_are_time_slices_and_rounds_merge_sample_for_sample():
+    from benchmarks.group import SECONDS_BLOCKS, measure_group
+    from benchmarks.rounds import merge
+
+    options = suite.SuiteOptions(seconds=0.2, warmup=2, warmup_s=0.5, threads=1)
+    rounds = [measure_group([digits_spec(seconds=0.2)], options, suite._env(), None, lambda text: None,
+                            0.1)["onnxruntime-cpu"] for _ in range(2)]
+    for row in rounds:
+        assert row["status"] == "ok" and row["block"] is None
+        assert len(row["blocks_n"]["inference"]) == SECONDS_BLOCKS and min(row["blocks_n"]["inference"]) >= 10
+        assert sum(row["blocks_n"]["e2e"]) == len(row["samples_ms"]["e2e"])
+    merged = merge(rounds)
+    for layer in ("inference", "e2e"):
+        assert merged["samples_ms"][layer] == rounds[0]["samples_ms"][layer] + rounds[1]["samples_ms"][layer]
+        assert merged["blocks_ms"][layer] == rounds[0]["blocks_ms"][layer] + rounds[1]["blocks_ms"][layer]
+    assert merged["rounds"]["n"] == 2 and merged["round_spread_pct"] >= 0
