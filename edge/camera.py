@@ -191,14 +191,13 @@ def _check_source(source_uri: str) -> None:
 def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -> int:
     """Check every input and output, open model, source and sinks, run the pipeline, print the summary."""
     from edge.cascade import open_pipeline
-    from edge.cpu_budget import cpu_budget
+    from edge.cpu_budget import cpu_budget, set_decode_threads
     from edge.model import Model
     from edge.overlay import Annotator
     from edge.pipeline import Pipeline
     from edge.sinks import OutputWriteError, check_outputs_for_task, close_sinks, open_sinks
     from edge.sources import default_camera, open_source, parse_source
     from edge.streams import StreamsPipeline, open_streams
-    from edge.thread_tuning import default_cache, tuned_model
 
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgeError(f"--max-frames must be at least 1, got {args.max_frames}", fix="omit it to run until stopped",
@@ -240,8 +239,6 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
         backend_options["batch"] = (1, len(entries), len(entries))
     budget = cpu_budget(streams=len(entries) if many else 1, threads=args.threads)  # before the model loads
     backend_options.update(budget.backend_options())
-    from edge.sources.capture import set_decode_threads
-
     set_decode_threads(budget.stage_cores)  # FFmpeg's own pool would take a thread per core from inference
 
     one_image = not many and parse_source(source_uri).kind == "image"
@@ -255,6 +252,8 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
         nonlocal budget
         if not first or args.then is not None or args.pipeline is not None or one_image:
             return open_model(name, first, budget.inference)  # a cascade's models share the cores; one image: no loop
+        from edge.thread_tuning import default_cache, tuned_model  # noqa: PLC0415 - only for the runs that tune
+
         model, budget = tuned_model(lambda threads: open_model(name, True, threads), budget,
                                     _model_file(name), args.backend, backend_options, default_cache())
         return model

@@ -106,6 +106,21 @@ def cpu_budget(streams: int = 1, threads: Optional[int] = None, cores: Optional[
                      spinning=False, chosen_by="--threads" if asked is not None else "budget")
 
 
+#: FFmpeg decode threads for video files; 0: FFmpeg's own choice (one per core, which then competes with
+#: inference). The camera app sets it from its CPU budget; edge.sources.capture reads it when it opens a file.
+_DECODE_THREADS = [0]
+
+
+def set_decode_threads(count: int) -> None:
+    """Decode video files with ``count`` FFmpeg threads from now on (0: FFmpeg's default)."""
+    _DECODE_THREADS[0] = max(0, int(count))
+
+
+def decode_threads() -> int:
+    """FFmpeg decode threads for the next video file opened (0: FFmpeg's default)."""
+    return _DECODE_THREADS[0]
+
+
 def set_opencv_threads(count: int) -> Optional[int]:
     """Size OpenCV's pool; returns the previous size (None without OpenCV, nothing changed)."""
     try:

@@ -22,10 +22,8 @@ which skips all of it. Only ONNX Runtime's CPU backend
 is tuned: GPU backends take no intra-op threads, and OpenCV's DNN backend uses OpenCV's global pool.
 """
 
-import hashlib
 import json
 import os
-import platform
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -97,6 +95,8 @@ def _stage_ms(budget: CpuBudget) -> float:
 def cache_key(model_path: Path, backend: str, options: Dict[str, Any], budget: CpuBudget) -> str:
     """What the choice depends on: the file (path, size, time), the backend and precision asked for, the
     cores, the pipeline's threads and the CPU."""
+    import hashlib  # noqa: PLC0415 - 3 ms of OpenSSL at import: only for the runs that tune
+
     stat = model_path.stat()
     parts = [str(model_path.resolve()), str(stat.st_size), str(stat.st_mtime_ns), backend,
              str(options.get("precision")), str(options.get("calib_images")), str(budget.cores),
@@ -112,6 +112,8 @@ def _cpu_name() -> str:
                     return line.split(":", 1)[-1].strip()
     except OSError:
         pass
+    import platform  # noqa: PLC0415 - only where /proc/cpuinfo is missing
+
     return platform.processor() or platform.machine()
 
 

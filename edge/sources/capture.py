@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import Any, Optional, Tuple
 
+from edge.cpu_budget import decode_threads, set_decode_threads  # noqa: F401 - set_decode_threads: importable here too
 from edge.cv import has_gstreamer, require_cv2
 from edge.errors import EdgeError
 from edge.sources.base import Grabbed, Source, check_frame_size, now_s
@@ -45,16 +46,6 @@ _JOIN_TIMEOUT_S = 3.0
 # Failed reads in a row after which a video file that declares no frame count counts as ended
 # (a corrupt frame fails once; then the decoder goes on with the next one).
 MAX_SKIPPED_IN_A_ROW = 25
-
-
-#: FFmpeg decode threads for video files; 0: FFmpeg's own choice (one per core, which then competes with
-#: inference). The camera app sets it from its CPU budget (set_decode_threads).
-DECODE_THREADS = [0]
-
-
-def set_decode_threads(count: int) -> None:
-    """Decode video files with ``count`` FFmpeg threads from now on (0: FFmpeg's default)."""
-    DECODE_THREADS[0] = max(0, int(count))
 
 
 def _open_ffmpeg(cv2: Any, path: str, threads: int) -> Any:
@@ -119,7 +110,7 @@ class VideoFileSource(Source):
             if cap is not None:
                 return cap
         cv2 = require_cv2("reading video files")
-        cap = _open_ffmpeg(cv2, self._path, DECODE_THREADS[0])
+        cap = _open_ffmpeg(cv2, self._path, decode_threads())
         if not cap.isOpened():
             cap.release()
             raise _undecodable(self._path)

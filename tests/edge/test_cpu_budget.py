@@ -11,6 +11,7 @@ from typing import Any, List
 import numpy as np
 import pytest
 
+import edge.cpu_budget as cpu_budget_module
 from edge.backends.onnxruntime import SPINNING_KEY, OnnxRuntimeCPUBackend, set_spinning
 from edge.config import InputSpec, PreprocessSpec
 from edge.cpu_budget import CpuBudget, PreprocessPlacement, cpu_budget, set_opencv_threads, usable_cores
@@ -318,7 +319,7 @@ def test_video_files_decode_with_the_threads_the_budget_leaves(tmp_path, monkeyp
         return real(*args)
 
     monkeypatch.setattr(cv2, "VideoCapture", recording)
-    monkeypatch.setattr(capture, "DECODE_THREADS", [0])
+    monkeypatch.setattr(cpu_budget_module, "_DECODE_THREADS", [0])
     with open_source(str(clip)) as source:
         assert len(list(source)) == 3
     assert opened[-1] == (str(clip),)  # FFmpeg's default where nothing was set
