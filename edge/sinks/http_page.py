@@ -55,7 +55,6 @@ PAGE_HTML = """<!DOCTYPE html>
   function el(id) { return document.getElementById(id); }
   function connectVideo() { img.src = "stream.mjpg" + suffix + (suffix ? "&" : "?") + "t=" + Date.now(); }
   img.onerror = function () { setTimeout(connectVideo, 2000); };
-  connectVideo();  // the MJPEG response never ends, so neither does the page's loading: a live page
 
   function items(result) {
     if (!result) { return []; }
@@ -76,7 +75,8 @@ PAGE_HTML = """<!DOCTYPE html>
     if (item.points_xy) { parts.push(item.points_xy.length + " points"); }
     return [name, parts.join(" ")];
   }
-  function render() {
+  function render() {  // on the next animation frame, or a timer where frames are not drawn (hidden, headless)
+    if (!pending) { return; }
     pending = false;
     var r = latest;
     if (history.length > 1) {
@@ -114,11 +114,15 @@ PAGE_HTML = """<!DOCTYPE html>
     latest = JSON.parse(message.data);
     history.push([latest.frame, latest.timestamp_s]);
     if (history.length > 30) { history.shift(); }
-    if (!pending) { pending = true; requestAnimationFrame(render); }
+    if (!pending) {
+      pending = true;
+      if (history.length === 1) { render(); } else { requestAnimationFrame(render); setTimeout(render, 200); }
+    }
   };
   events.addEventListener("dropped", function (message) {
     el("dropped").textContent = message.data + " results skipped (slow connection)";
   });
+  connectVideo();  // the MJPEG response never ends, so neither does the page's loading: a live page
 })();
 </script>
 </body>

@@ -37,7 +37,7 @@ def test_page_shows_the_live_video_with_the_face_and_the_results(tmp_path):
             shot = cv2.imread(str(chromium_screenshot(url, tmp_path / f"page{attempt}.png")))
             if float(shot[60:, : WINDOW_WH[0] // 2].std()) > 25:
                 break
-        dom = chromium_dom(url, until='<span class="label">face</span>')
+        dom = chromium_dom(url, until='<span class="label">face</span>', attempts=6)  # a frame may have no face
     assert shot.shape[:2] == (WINDOW_WH[1], WINDOW_WH[0])
     x0, y0, x1, y1 = video_box(shot)
     assert x1 - x0 > 600 and abs((x1 - x0) / (y1 - y0) - 16 / 9) < 0.06  # the 1280x720 scene, scaled to fit
