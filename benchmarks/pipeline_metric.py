@@ -187,7 +187,8 @@ def measure(model: str, backend: str = "onnxruntime-cpu", frames: int = 300, siz
     result.update(model=model, backend=backend, model_described=device, frames=summary.get("frames"),
                   clip={"frames": frames, "size": list(size), "codec": "mp4v"},
                   threads=summary.get("threads"), infer_threads_alone=[best_before, best_after],
-                  preprocess_on=summary.get("preprocess_on"))
+                  preprocess_on=summary.get("preprocess_on"), cpu_ms_per_frame=summary.get("cpu_ms_per_frame"),
+                  cpu_busy=summary.get("cpu_busy"))
     return result
 
 
@@ -200,6 +201,10 @@ def text(result: Dict[str, Any]) -> str:
              + _threads_said(result),
              f"  pipeline: {result['pipeline_fps']:.1f} FPS = {100 * result['throughput_share']:.0f} % of the bound "
              f"{result['bound_fps']:.0f} FPS (slowest stage alone: {result['slowest_alone']})"]
+    if result.get("cpu_busy") is not None:
+        cores = (result.get("threads") or {}).get("cores")
+        lines.append(f"  the run kept {cores} cores {100 * result['cpu_busy']:.0f} % busy "
+                     f"({result['cpu_ms_per_frame']:.2f} ms of CPU a frame, every thread of the process)")
     if result.get("latency_multiple") is not None:
         lines.append(f"  capture-to-result p50 {result['latency_p50_ms']:.2f} ms = {result['latency_multiple']:.2f}x "
                      f"the sum of the stages alone ({result['sum_alone_p50_ms']:.2f} ms)")

@@ -222,6 +222,7 @@ class Pipeline:
         summary = self.summary
         opencv_before = set_opencv_threads(self.budget.opencv) if self.budget is not None else None
         start = self._run_start = time.perf_counter()
+        cpu_start = time.process_time()
         summary.ended = "end of input"
         try:
             for worker in workers:
@@ -257,6 +258,7 @@ class Pipeline:
             raise
         finally:
             summary.elapsed_s = time.perf_counter() - start
+            summary.cpu_s = time.process_time() - cpu_start
             self._shutdown(workers)
             summary.skipped_frames = int(getattr(self.source, "skipped_frames", 0) or 0)
             if opencv_before is not None:

@@ -96,6 +96,9 @@ class RunSummary:
     streams: List[StreamStats] = field(default_factory=list)
     #: the CPU budget the run had (CpuBudget.to_dict()), or None when none was given
     threads: Optional[Dict[str, Any]] = None
+    #: CPU seconds the whole process used during the run (every thread: the pipeline's, ONNX Runtime's and
+    #: FFmpeg's pools); with the cores, how busy the run kept the machine
+    cpu_s: Optional[float] = None
     #: frames preprocessed on the capture and on the inference thread, and moves between them
     #: (PreprocessPlacement.to_dict()); None where the inference thread always preprocesses
     preprocess_on: Optional[Dict[str, int]] = None
@@ -123,7 +126,18 @@ class RunSummary:
                 "slowest_stage": self.times.slowest_stage(),
                 **({"streams": [stream.to_dict() for stream in self.streams]} if self.streams else {}),
                 **({"threads": dict(self.threads)} if self.threads is not None else {}),
-                **({"preprocess_on": dict(self.preprocess_on)} if self.preprocess_on is not None else {})}
+                **({"preprocess_on": dict(self.preprocess_on)} if self.preprocess_on is not None else {}),
+                **self._cpu_dict()}
+
+    def _cpu_dict(self) -> Dict[str, Any]:
+        """The run's CPU time: seconds, ms a frame and, with the cores of its budget, the share of them it kept busy."""
+        if self.cpu_s is None:
+            return {}
+        cores = (self.threads or {}).get("cores")
+        busy = self.cpu_s / (self.elapsed_s * cores) if cores and self.elapsed_s > 0 else None
+        return {"cpu_s": round(self.cpu_s, 4),
+                "cpu_ms_per_frame": round(1e3 * self.cpu_s / self.frames, 4) if self.frames else None,
+                "cpu_busy": None if busy is None else round(busy, 4)}
 
     def text(self, source: str = "") -> str:
         """The multi-line summary printed when the app stops."""

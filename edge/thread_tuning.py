@@ -2,9 +2,10 @@
 
 :func:`edge.cpu_budget.cpu_budget` gives inference the cores the pipeline's own threads leave: one of two
 cores here, two of four on a Jetson Nano. That is right for a light model (the face detector infers in
-1.2 ms on one thread and 2.1 ms on two on this 2-core machine: ONNX Runtime's fork and join per operator
-cost more than the work they split) and wrong for a heavy one (ResNet-50: 75 ms on one thread, 38 ms on
-two, so the camera loop ran at half the speed the model allows). Which one a model is depends on the
+1.2 ms on one thread and 0.93 ms on two on this idle 2-core machine, but 2.1 ms on two while another thread
+holds a core, as the pipeline's capture thread does: a perfect split would save 0.6 ms a frame, less than the
+capture thread needs) and wrong for a heavy one (ResNet-50: 75 ms on one thread, 38-42 ms on two, so the
+camera loop ran at half the speed the model allows). Which one a model is depends on the
 model and the board, so it is measured once, when the model loads:
 
 1. the model is loaded with the budget's threads and timed on a blank input (a few calls after a warm-up);

@@ -44,6 +44,7 @@ def test_a_real_run_on_a_small_clip(tmp_path, capsys):
     candidates = pipeline_metric.thread_candidates(None, usable_cores())
     assert all(count in candidates for count in result["infer_threads_alone"])  # the fastest of them, each pass
     assert result["threads"]["chosen_by"] in ("measured", "measured earlier")  # the app measured its choice
+    assert result["cpu_ms_per_frame"] > 0 and 0 < result["cpu_busy"] <= 1.05  # process CPU over cores x elapsed
     placed = result["preprocess_on"]
     assert placed["capture"] + placed["inference"] == 20 and placed["moves"] >= 0
     text = capsys.readouterr().out

@@ -242,6 +242,9 @@ def test_the_budget_sizes_opencv_for_the_run_and_restores_it(recorded_model):
         assert sink.opencv_threads == [1] * 4
         assert cv2.getNumThreads() == 3
         assert summary.to_dict()["threads"] == budget.to_dict()
+        cpu = summary.to_dict()
+        assert cpu["cpu_s"] > 0 and cpu["cpu_ms_per_frame"] == pytest.approx(1e3 * summary.cpu_s / 4, abs=1e-3)
+        assert cpu["cpu_busy"] == pytest.approx(summary.cpu_s / (summary.elapsed_s * 2), abs=1e-3)
     finally:
         set_opencv_threads(before)
     assert "threads" not in Pipeline(recorded_model, _frames(1), [Keep()]).run().to_dict()
