@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -36,31 +37,31 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The baseline: what a user would write with OpenCV and ONNX Runtime alone. The preprocessing parameters come
 # from the model's embedded edge config through ONNX Runtime's metadata, so that any zoo model works.
-BARE_SCRIPT = r'''
-import json, sys
-import cv2
-import numpy as np
-import onnxruntime as ort
+BARE_SCRIPT = textwrap.dedent(r'''
+    import json, sys
+    import cv2
+    import numpy as np
+    import onnxruntime as ort
 
-model_path, image_path = sys.argv[1], sys.argv[2]
-image = cv2.imread(image_path)
-session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
-config = json.loads(session.get_modelmeta().custom_metadata_map.get("edge_config", "{}"))
-pre = config.get("preprocess", {})
-spec = session.get_inputs()[0]
-nchw = config.get("input", {}).get("layout", "NCHW") == "NCHW"
-height, width = (spec.shape[2], spec.shape[3]) if nchw else (spec.shape[1], spec.shape[2])
-resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-if pre.get("color", "RGB") == "RGB":
-    resized = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
-tensor = resized.astype(np.float32) * np.float32(pre.get("scale", 1 / 255))
-tensor = (tensor - np.float32(pre.get("mean", [0, 0, 0]))) / np.float32(pre.get("std", [1, 1, 1]))
-tensor = np.ascontiguousarray(tensor.transpose(2, 0, 1)[None] if nchw else tensor[None])
-outputs = session.run(None, {spec.name: tensor})
-scores = 1 / (1 + np.exp(-np.clip(outputs[-1].reshape(-1).astype(np.float64), -100, 100)))
-best = int(np.argmax(scores))
-print(json.dumps({"frame": 0, "best_index": best, "best_score": round(float(scores[best]), 4)}))
-'''
+    model_path, image_path = sys.argv[1], sys.argv[2]
+    image = cv2.imread(image_path)
+    session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+    config = json.loads(session.get_modelmeta().custom_metadata_map.get("edge_config", "{}"))
+    pre = config.get("preprocess", {})
+    spec = session.get_inputs()[0]
+    nchw = config.get("input", {}).get("layout", "NCHW") == "NCHW"
+    height, width = (spec.shape[2], spec.shape[3]) if nchw else (spec.shape[1], spec.shape[2])
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    if pre.get("color", "RGB") == "RGB":
+        resized = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+    tensor = resized.astype(np.float32) * np.float32(pre.get("scale", 1 / 255))
+    tensor = (tensor - np.float32(pre.get("mean", [0, 0, 0]))) / np.float32(pre.get("std", [1, 1, 1]))
+    tensor = np.ascontiguousarray(tensor.transpose(2, 0, 1)[None] if nchw else tensor[None])
+    outputs = session.run(None, {spec.name: tensor})
+    scores = 1 / (1 + np.exp(-np.clip(outputs[-1].reshape(-1).astype(np.float64), -100, 100)))
+    best = int(np.argmax(scores))
+    print(json.dumps({"frame": 0, "best_index": best, "best_score": round(float(scores[best]), 4)}))
+''')
 
 
 def commands(model: Path, image: Path, python: str = sys.executable) -> Dict[str, List[str]]:
