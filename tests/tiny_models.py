@@ -65,6 +65,43 @@ def make_colour_classifier(path: Path, layout: str = "NCHW", size: int = 32, emb
     return Path(path)
 
 
+BAD_FILE_KINDS = ("missing", "folder", "empty", "truncated", "text", "lfs-pointer", "html", "pytorch", "graphless",
+                  "no-nodes")
+
+
+def write_bad_model(folder: Path, kind: str, good: Path) -> Path:
+    """A model path that is wrong in one way (one of BAD_FILE_KINDS), made from the good model ``good``: nothing
+    there, a folder, an empty file, the first half of ``good``, a CSV, a Git LFS pointer, an HTML error page, a
+    PyTorch zip (as ``bad.pt``), a graph without nodes or outputs, or ``good`` with its nodes removed."""
+    path = folder / ("bad.pt" if kind == "pytorch" else "bad.onnx")
+    if kind == "missing":
+        pass
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        data = good.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "text":
+        path.write_text("name,score\nface,0.9\n", encoding="utf-8")
+    elif kind == "lfs-pointer":
+        path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 426652\n", encoding="utf-8")
+    elif kind == "html":
+        path.write_text("<!DOCTYPE html><html><body>404 Not Found</body></html>\n", encoding="utf-8")
+    elif kind == "pytorch":
+        path.write_bytes(b"PK\x03\x04 a torch zip")
+    elif kind == "graphless":  # valid protobuf, but no nodes and no outputs
+        onnx.save(helper.make_model(helper.make_graph([], "g", [], [])), str(path))
+    elif kind == "no-nodes":
+        model = onnx.load(str(good))
+        del model.graph.node[:]
+        onnx.save(model, str(path))
+    else:
+        raise ValueError(f"unknown bad-file kind {kind!r}; known: {', '.join(BAD_FILE_KINDS)}")
+    return path
+
+
 if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
     for layout in ("NCHW", "NHWC"):

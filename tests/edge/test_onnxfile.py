@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from tiny_models import colour_classifier_config, make_colour_classifier
+from tiny_models import colour_classifier_config, make_colour_classifier, write_bad_model
 
 from edge.config import METADATA_KEY, EdgeConfig, merge
 from edge.errors import EdgeError
@@ -146,27 +146,6 @@ def test_embedded_config_that_is_not_an_object(tmp_path: Path, colour_model_path
 # -- bad files -------------------------------------------------------------------------------------
 
 
-def write_bad_file(tmp_path: Path, kind: str, good: Path) -> Path:
-    path = tmp_path / "bad.onnx"
-    if kind == "folder":
-        path.mkdir()
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "truncated":
-        data = good.read_bytes()
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "text":
-        path.write_text("name,score\nface,0.9\n", encoding="utf-8")
-    elif kind == "graphless":
-        # valid protobuf, but no nodes and no outputs
-        onnx.save(helper.make_model(helper.make_graph([], "g", [], [])), str(path))
-    elif kind == "no-nodes":
-        model = onnx.load(str(good))
-        del model.graph.node[:]
-        onnx.save(model, str(path))
-    return path
-
-
 @pytest.mark.parametrize(
     "kind, needles",
     [
@@ -182,7 +161,7 @@ def write_bad_file(tmp_path: Path, kind: str, good: Path) -> Path:
 @pytest.mark.parametrize("reader", [load_onnx, read_onnx, lambda p: embed_config(p, renamed_config())],
                          ids=["load_onnx", "read_onnx", "embed_config"])
 def test_bad_files_are_one_line_errors(tmp_path: Path, colour_model_path: Path, kind, needles, reader):
-    path = write_bad_file(tmp_path, kind, colour_model_path)
+    path = write_bad_model(tmp_path, kind, colour_model_path)
     with pytest.raises(EdgeError) as error:
         reader(path)
     message = str(error.value)

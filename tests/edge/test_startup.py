@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from tiny_models import write_bad_model
 
 from edge.errors import EdgeError
 from edge.onnxfile import elem_dtype, info_from_model, load_onnx, onnx_np_dtype, read_onnx
@@ -186,28 +187,11 @@ def outcome(reader, path: Path):
 
 
 def bad_file(tmp_path: Path, kind: str, good: Path) -> Path:
-    path = tmp_path / ("bad.pt" if kind == "pytorch" else "bad.onnx")
-    if kind == "folder":
-        path.mkdir()
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "text":
-        path.write_text("name,score\nface,0.9\n", encoding="utf-8")
-    elif kind == "lfs-pointer":
-        path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 426652\n", encoding="utf-8")
-    elif kind == "html":
-        path.write_text("<!DOCTYPE html><html><body>404 Not Found</body></html>\n", encoding="utf-8")
-    elif kind == "pytorch":
-        path.write_bytes(b"PK\x03\x04 a torch zip")
-    elif kind == "graphless":
-        onnx.save(helper.make_model(helper.make_graph([], "g", [], [])), str(path))
-    elif kind == "no-nodes":
-        model = onnx.load(str(good))
-        del model.graph.node[:]
-        onnx.save(model, str(path))
-    elif kind == "missing-external-data":
-        varied_model(path, external=True)
-        (tmp_path / "weights.bin").unlink()
+    """tiny_models.write_bad_model's kinds, and an external-data model whose weights file is gone."""
+    if kind != "missing-external-data":
+        return write_bad_model(tmp_path, kind, good)
+    path = varied_model(tmp_path / "bad.onnx", external=True)
+    (tmp_path / "weights.bin").unlink()
     return path
 
 
