@@ -21,8 +21,6 @@ the events. Constructing the sink checks the URL, the token and that the port is
 also ends every viewer's response.
 """
 
-import socket
-import sys
 import threading
 from typing import Any, Callable, Dict, Optional
 from urllib.parse import parse_qsl, urlsplit
@@ -31,9 +29,8 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.results import Frame
-from edge.sinks import is_http_spec  # noqa: F401 - the package's test, kept importable here
 from edge.sinks.base import Sink
-from edge.sinks.live import LiveFeed
+from edge.sinks.live import LiveFeed, probe_bind, stderr_line, url_number
 
 TOKEN_ENV = "EDGE_HTTP_TOKEN"
 DEFAULT_PORT = 8080
@@ -44,12 +41,6 @@ SEND_TIMEOUT_S = 30.0  # a viewer whose socket takes nothing for this long is dr
 CLOSE_GRACE_S = 1.0  # at the end of a run, for viewers to take the last frames and events before they are cut off
 KEEPALIVE_S = 10.0  # an event stream with no frame for this long gets a comment, so proxies keep it open
 _OPTIONS = ("quality", "fps")
-
-
-def _token_from_environment() -> Optional[str]:
-    from edge.settings import http_token
-
-    return http_token()
 
 
 def is_loopback(host: str) -> bool:
@@ -89,7 +80,9 @@ class HttpTarget:
         self.loopback = is_loopback(self.host)
         self.name = f"http://{_host_in_url(self.host)}:{self.port}/"
         self._read_options(dict(parse_qsl(parts.query, keep_blank_values=True)), parts.query)
-        self.token = _token_from_environment()
+        from edge.settings import http_token
+
+        self.token = http_token()
         if not self.loopback and not self.token:
             raise EdgeError(f"the live page on {self.host} would be open to the network without a token",
                             f"set a token in the {TOKEN_ENV} environment variable (viewers then open "
@@ -104,20 +97,15 @@ class HttpTarget:
         if unknown:
             raise EdgeError(f"unknown option '{unknown[0]}'", f"use {' or '.join(_OPTIONS)}, e.g. "
                             f"{self.name}?quality=80&fps=15", self.name)
-        self.quality = _number(query, "quality", DEFAULT_QUALITY, 1, 100, self.name, whole=True)
-        self.fps = _number(query, "fps", DEFAULT_FPS, 0.1, 120, self.name, whole=False)
+        self.quality = url_number(query, "quality", DEFAULT_QUALITY, 1, 100, self.name, whole=True)
+        self.fps = url_number(query, "fps", DEFAULT_FPS, 0.1, 120, self.name, whole=False)
 
     def check_port(self) -> None:
         """Fail now, with one line, when the address cannot be bound (port in use, no such address); releases it."""
-        server = _server_class(self.host)
-        probe = socket.socket(server.address_family, socket.SOCK_STREAM)
         try:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
-            probe.bind((self.host, self.port))
+            probe_bind(self.host, self.port)
         except OSError as exc:
             raise _bind_error(exc, self) from None
-        finally:
-            probe.close()
 
     def token_ok(self, given: Optional[str]) -> bool:
         """Whether a request's token matches (constant time); True when no token is set."""
@@ -126,21 +114,6 @@ class HttpTarget:
         if not self.token:
             return True
         return given is not None and hmac.compare_digest(given.encode("utf-8"), self.token.encode("utf-8"))
-
-
-def _number(query: Dict[str, str], name: str, default: float, low: float, high: float, where: str,
-            whole: bool) -> Any:
-    text = query.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text) if whole else float(text)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        kind = "whole number" if whole else "number"
-        raise EdgeError(f"{name}={text} is not a {kind} from {low:g} to {high:g}", f"fix {name}=", where)
-    return value
 
 
 def _host_in_url(host: str) -> str:
@@ -165,10 +138,6 @@ def _server_class(host: str) -> Any:
     return LiveServer6 if ":" in host else LiveServer
 
 
-def _stderr_line(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 class HttpSink(Sink):
     """Serves the live page, MJPEG, server-sent events and snapshots of the run (see the module doc).
 
@@ -180,7 +149,7 @@ class HttpSink(Sink):
         self.target = HttpTarget(url)
         self.target.check_port()
         self.name = self.target.name
-        self.report = report or _stderr_line
+        self.report = report or stderr_line
         self.feed = LiveFeed(self.target.quality, self.target.fps)
         self._server: Any = None
         self._thread: Optional[threading.Thread] = None

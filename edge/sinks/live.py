@@ -9,13 +9,16 @@ more than the ring loses the oldest lines and learns how many. The RTSP output r
 (:meth:`LiveFeed.frame_after`).
 """
 
+import socket
+import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from edge.errors import EdgeError
 from edge.sinks.jsonl import dumps_line
 
 #: JSON lines kept for the event streams: a viewer this far behind loses the oldest
@@ -184,3 +187,36 @@ class LiveFeed:
                 if wait_s <= 0:
                     return [], 0
                 self._cond.wait(wait_s)
+
+
+# -------------------------------------------------------- shared by the http:// and rtsp:// outputs' URLs
+def url_number(query: Dict[str, str], name: str, default: float, low: float, high: float, where: str,
+               whole: bool = True) -> Any:
+    """Option ``name`` of an output URL's query as a number from low to high (``default`` when absent); a
+    one-line error naming the option otherwise."""
+    text = query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        kind = "whole number" if whole else "number"
+        raise EdgeError(f"{name}={text} is not a {kind} from {low:g} to {high:g}", f"fix {name}=", where)
+    return value
+
+
+def probe_bind(host: str, port: int) -> None:
+    """Bind host:port as the server will (SO_REUSEADDR) and release it at once; OSError when it cannot be bound."""
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    finally:
+        probe.close()
+
+
+def stderr_line(line: str) -> None:
+    """Where a server output's start lines go by default."""
+    print(line, file=sys.stderr, flush=True)

@@ -14,7 +14,6 @@ checks the URL, the library, the encoder and the port (binding and releasing it)
 first frame, when the frame size is known, and stops when the sink closes.
 """
 
-import socket
 import sys
 import threading
 import time
@@ -25,9 +24,8 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.results import Frame
-from edge.sinks import is_rtsp_output_spec  # noqa: F401 - the package's test, kept importable here
 from edge.sinks.base import Sink, _pixels
-from edge.sinks.live import LiveFeed
+from edge.sinks.live import LiveFeed, probe_bind, stderr_line, url_number
 
 DEFAULT_PORT = 8554
 DEFAULT_BITRATE_KBPS = 4000
@@ -116,8 +114,8 @@ class RtspTarget:
         known = ("auto",) + tuple(name for name, _, _ in ENCODERS)
         if self.encoder not in known:
             raise EdgeError(f"unknown encoder '{self.encoder}'", f"use one of {', '.join(known)}", self.name)
-        self.bitrate_kbps = _whole(query, "bitrate", DEFAULT_BITRATE_KBPS, 100, 100000, self.name)
-        self.fps = float(_whole(query, "fps", int(DEFAULT_FPS), 1, 120, self.name))
+        self.bitrate_kbps = url_number(query, "bitrate", DEFAULT_BITRATE_KBPS, 100, 100000, self.name)
+        self.fps = float(url_number(query, "fps", int(DEFAULT_FPS), 1, 120, self.name))
 
     def play_url(self) -> str:
         """What a player opens (the board's address in place of 0.0.0.0)."""
@@ -126,28 +124,11 @@ class RtspTarget:
 
     def check_port(self) -> None:
         """Fail now, with one line, when the port cannot be bound; releases it at once."""
-        probe = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         try:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((self.host, self.port))
+            probe_bind(self.host, self.port)
         except OSError as exc:
             raise EdgeError(f"cannot listen on {self.host}:{self.port} ({exc.strerror or exc})",
                             "choose another port, or stop what uses it", self.name) from None
-        finally:
-            probe.close()
-
-
-def _whole(query: Dict[str, str], name: str, default: int, low: int, high: int, where: str) -> int:
-    text = query.get(name)
-    if text is None:
-        return default
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise EdgeError(f"{name}={text} is not a whole number from {low} to {high}", f"fix {name}=", where)
-    return int(text)
-
-
-def _stderr_line(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 class RtspSink(Sink):
@@ -163,7 +144,7 @@ class RtspSink(Sink):
         super().__init__()
         self.target = RtspTarget(url)
         self.name = self.target.name
-        self.report = report or _stderr_line
+        self.report = report or stderr_line
         self._gst, self._rtsp, self._glib = import_gstreamer()
         self.encoder, self._encode, self.encoder_lines = choose_encoder(
             self.target.encoder, lambda name: self._gst.ElementFactory.find(name) is not None)
