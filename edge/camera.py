@@ -132,10 +132,13 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
 
     one_image = not many and parse_source(source_uri).kind == "image"
 
-    def open_model(name: Optional[str], first: bool, threads: int) -> Model:
-        return Model(name, backend=args.backend, threads=threads,
+    def open_model(name: Optional[str], first: bool, threads: int, backend: Optional[str] = None) -> Model:
+        again = backend is not None  # a second copy (thread tuning): the backend the first chose, nothing printed
+        options = dict(backend_options, report=lambda line: None) if again else backend_options
+        return Model(name, backend=backend or args.backend, threads=threads,
                      config=config_overrides(args) if first else None, config_file=args.config if first else None,
-                     score_threshold=args.threshold if first else None, backend_options=backend_options, report=report)
+                     score_threshold=args.threshold if first else None, backend_options=options,
+                     report=None if again else report)
 
     def load(name: Optional[str], first: bool) -> Model:
         nonlocal budget
@@ -143,8 +146,15 @@ def run(args: argparse.Namespace, say: Any, signals: Optional[Signals] = None) -
             return open_model(name, first, budget.inference)  # a cascade's models share the cores; one image: no loop
         from edge.thread_tuning import default_cache, tuned_model  # noqa: PLC0415 - only for the runs that tune
 
-        model, budget = tuned_model(lambda threads: open_model(name, True, threads), budget,
-                                    _model_file(name), args.backend, backend_options, default_cache())
+        chosen: List[str] = []  # the backend the first copy chose
+
+        def copy_with(threads: int) -> Model:
+            model = open_model(name, True, threads, chosen[0] if chosen else None)
+            chosen.append(str(getattr(getattr(model, "backend", None), "name", "")) or args.backend)
+            return model
+
+        model, budget = tuned_model(copy_with, budget, _model_file(name), args.backend, backend_options,
+                                    default_cache())
         return model
 
     crop = {key: value for key, value in (("scale", args.crop_scale), ("max_objects", args.max_objects))

@@ -180,3 +180,24 @@ def test_the_real_session_gets_the_chosen_threads_and_a_blank_input_is_timed(fac
 
 def test_a_model_without_a_fixed_input_buffer_is_not_timed():
     assert probe_ms(object()) is None
+
+
+def test_the_app_prints_the_backend_choice_once_when_a_second_copy_is_timed(monkeypatch, tmp_path, capsys):
+    from edge.camera import main
+
+    monkeypatch.setenv("EDGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(thread_tuning, "worth_more_threads", lambda budget, ms: True)  # a second copy, always
+    loads: List[str] = []
+
+    class CountingModel(Model):
+        def __init__(self, *args, **kwargs):
+            loads.append(kwargs.get("backend"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr("edge.model.Model", CountingModel)
+    assert main(["--source", "demo://", "--headless", "--output", "none", "--max-frames", "2"]) == 0
+    err = capsys.readouterr().err
+    assert len(loads) == 2 and "measured:" in err
+    chosen = [line for line in err.splitlines() if line.startswith("backend ") and ": chosen" in line]
+    assert len(chosen) == 1, err
+    assert loads[0] == "auto" and set(loads[1:]) <= {"onnxruntime-cpu"}  # the copy: the backend auto chose
